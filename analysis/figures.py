@@ -1,0 +1,62 @@
+"""Figures of one run: retention, alliance and severity by session, and dropout causes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are written to files; no display is needed
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def save(fig, out: Path, stem: str) -> list[Path]:
+    """Write ``fig`` as PNG and SVG into ``out``; return the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.svg"]
+    for path in paths:
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def retention_by_session(clients: pd.DataFrame, weeks: int) -> pd.Series:
+    """Share of clients still in therapy at the start of each week (1..weeks)."""
+    ends = clients["end_session"].to_numpy()
+    dropped = clients["end_type"].to_numpy() == "dropout"
+    index = pd.RangeIndex(1, weeks + 1, name="session")
+    # A client who drops out in week w is no longer retained from week w + 1 on.
+    return pd.Series([1.0 - (dropped & (ends < w)).mean() for w in index], index=index)
+
+
+def summary_figure(clients: pd.DataFrame, sessions: pd.DataFrame, title: str = ""):
+    """Four panels: retention, mean alliance, mean PHQ-9 by session, dropout causes."""
+    weeks = int(sessions["session"].max()) if len(sessions) else 1
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
+    ax = axes[0, 0]
+    retention = retention_by_session(clients, weeks)
+    ax.step(retention.index, 100 * retention.to_numpy(), where="post", color="C0")
+    ax.set(xlabel="session (week)", ylabel="clients not dropped out (%)", title="Retention", ylim=(0, 101))
+
+    attended = sessions[sessions["attended"]]
+    by_session = attended.groupby("session")
+    ax = axes[0, 1]
+    ax.plot(by_session["alliance"].mean(), color="C1", marker="o", ms=3)
+    ax.set(xlabel="session (week)", ylabel="mean alliance (WAI-SR, 12-60)", title="Working alliance")
+
+    ax = axes[1, 0]
+    ax.plot(by_session["phq9"].mean(), color="C2", marker="o", ms=3)
+    ax.axhline(10, color="grey", ls="--", lw=1, label="caseness (PHQ-9 = 10)")
+    ax.set(xlabel="session (week)", ylabel="mean PHQ-9 (points, 0-27)", title="Depression severity")
+    ax.legend(frameon=False)
+
+    ax = axes[1, 1]
+    causes = clients.loc[clients["end_type"] == "dropout", "dropout_cause"].value_counts()
+    share = 100 * causes / max(len(clients), 1)
+    ax.barh(share.index.str.replace("_", " "), share.to_numpy(), color="C3")
+    ax.invert_yaxis()
+    ax.set(xlabel="share of all clients (%)", title="Dropout by dominant cause")
+    if title:
+        fig.suptitle(title)
+    return fig

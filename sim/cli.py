@@ -1,0 +1,132 @@
+"""Command line: ``python -m sim run | params | scenarios``.
+
+A user mistake (a bad scenario, an unknown parameter, a value out of range) is reported in one
+paragraph on stderr with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sim import parameters
+from sim.parameters import ParameterError
+from sim.scenario import ScenarioError, list_scenarios, load_scenario
+
+USER_ERRORS = (ScenarioError, ParameterError)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def write_run(result, out: Path) -> list[Path]:
+    """Write a run's tables, summary and figure into ``out``; return the files written."""
+    from analysis.figures import save, summary_figure
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in ("clients", "sessions", "events"):
+        path = out / f"{name}.csv"
+        getattr(result, name).to_csv(path, index=False)
+        written.append(path)
+    path = out / "summary.json"
+    path.write_text(json.dumps(result.summary, indent=2, sort_keys=True) + "\n")
+    written.append(path)
+    fig = summary_figure(result.clients, result.sessions, title=f"Scenario: {result.summary['scenario']}")
+    written += save(fig, out, "summary")
+    return written
+
+
+def cmd_run(args) -> int:
+    """``run``: one scenario, its tables, summary and figure."""
+    from sim.run import simulate
+
+    overrides = dict(parameters.parse_assignment(a) for a in args.set)
+    scenario = load_scenario(args.scenario)
+    result = simulate(scenario, clients=args.clients, therapists=args.therapists, seed=args.seed, overrides=overrides)
+    write_run(result, Path(args.out))
+    s = result.summary
+    print(
+        f"{s['scenario']}: {s['clients']} clients, {s['therapists']} therapists, seed {s['seed']}\n"
+        f"  dropout {s['dropout_rate']:.1%}, recovery {s['recovery_rate']:.1%}, "
+        f"reliable improvement {s['reliable_improvement_rate']:.1%}, "
+        f"deterioration {s['reliable_deterioration_rate']:.1%}\n"
+        f"  mean sessions {s['mean_sessions']:.1f}, r(alliance, outcome) = {s['alliance_outcome_r']:.2f}\n"
+        f"  written to {args.out}/"
+    )
+    return 0
+
+
+def cmd_params(args) -> int:
+    """``params``: the registry, as a table or as docs/parameters.md."""
+    from sim.docs import parameters_markdown
+
+    if args.markdown:
+        sys.stdout.write(parameters_markdown())
+        return 0
+    for p in parameters.REGISTRY.values():
+        if args.group and p.group != args.group:
+            continue
+        free = " [free]" if p.free else ""
+        print(f"{p.name:32} {p.default!s:>15}  {p.allowed:28} {p.unit:18} {p.meaning}{free}")
+    return 0
+
+
+def cmd_scenarios(args) -> int:
+    """``scenarios``: every scenario with its one-line description."""
+    for s in list_scenarios():
+        print(f"{s.name:32} {s.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m sim``."""
+    parser = argparse.ArgumentParser(prog="python -m sim", description="alliancesim: therapy courses as agents")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a scenario and write its tables and figures")
+    run.add_argument("scenario", help="a scenario name from scenarios/ or a path to a .toml file")
+    run.add_argument("--clients", type=_positive, help="clients in the cohort")
+    run.add_argument("--therapists", type=_positive, help="therapists in the cohort")
+    run.add_argument("--seed", type=_seed, help="the run's seed")
+    run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="change a parameter")
+    run.add_argument("--out", required=True, help="directory for the outputs")
+    run.set_defaults(func=cmd_run)
+
+    params = sub.add_parser("params", help="print the parameter registry")
+    params.add_argument("--group", choices=list(parameters.GROUPS), help="only this group")
+    params.add_argument("--markdown", action="store_true", help="print docs/parameters.md")
+    params.set_defaults(func=cmd_params)
+
+    scenarios = sub.add_parser("scenarios", help="list the scenarios with one line each")
+    scenarios.set_defaults(func=cmd_scenarios)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status (2 for a user mistake)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,193 @@
+"""The engine: a cohort of dyads for a batch of parameter sets, stepped week by week.
+
+A :class:`Cohort` is built from one or more parameter sets (dicts of registry values), draws the
+population and the assignment at intake, and advances all sets at once with
+:func:`sim.dynamics.week`. ``Cohort(...).run()`` is the whole course; the Mesa model calls
+:meth:`Cohort.step` one week at a time. A run's result is a pure function of (parameters, cohort
+size, seed, replicate): the same set alone or inside any batch gives bit-identical results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sim import dynamics, matching, parameters
+from sim.dynamics import Draws
+from sim.population import draw_clients, draw_therapists
+from sim.streams import Streams
+
+_CHOICES = {p.name: p.choices for p in parameters.REGISTRY.values() if p.kind == "choice"}
+
+
+def stack(param_sets: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Numeric parameters as arrays shaped (n_sets, 1); choices stay lists of strings."""
+    out: dict[str, Any] = {}
+    for name in param_sets[0]:
+        values = [ps[name] for ps in param_sets]
+        if name in _CHOICES:
+            out[name] = values
+        else:
+            out[name] = np.asarray(values, dtype=float)[:, None]
+    out["last_week"] = out["planned_sessions"] + out["extra_weeks"]
+    return out
+
+
+@dataclass
+class Record:
+    """Per-week trajectories of a recorded run; each array shape (n_weeks, n_sets, n_clients)."""
+
+    bond: list = field(default_factory=list)
+    goal: list = field(default_factory=list)
+    task: list = field(default_factory=list)
+    disclosure: list = field(default_factory=list)
+    hope: list = field(default_factory=list)
+    engagement: list = field(default_factory=list)
+    phq9: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+    rupture_cause: list = field(default_factory=list)
+    active: list = field(default_factory=list)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The trajectories stacked over weeks."""
+        return {k: np.stack(v) for k, v in self.__dict__.items()}
+
+
+class Cohort:
+    """A cohort of clients and therapists, for one or many parameter sets.
+
+    Args:
+        param_sets: one dict or a list of dicts of parameter values (validated, complete; see
+            :func:`sim.parameters.resolve`).
+        n_clients: clients per set.
+        n_therapists: therapists per set.
+        seed: the run's seed.
+        replicate: the replicate; replicates of a seed are independent cohorts.
+        record: keep per-week trajectories and events (for single runs and the Mesa model).
+    """
+
+    def __init__(
+        self,
+        param_sets: dict | list[dict],
+        n_clients: int,
+        n_therapists: int,
+        seed: int,
+        replicate: int = 0,
+        record: bool = False,
+    ):
+        if isinstance(param_sets, dict):
+            param_sets = [param_sets]
+        if n_clients < 1 or n_therapists < 1:
+            raise ValueError(f"need at least one client and one therapist, got {n_clients} and {n_therapists}")
+        self.param_sets = param_sets
+        self.p = stack(param_sets)
+        self.n_sets, self.n_clients, self.n_therapists = len(param_sets), n_clients, n_therapists
+        self.seed, self.replicate = seed, replicate
+        self.streams = Streams(seed, replicate)
+        self.therapists = draw_therapists(self.p, n_therapists, self.streams)
+        self.clients = draw_clients(self.p, n_clients, self.streams)
+        u_match = self.streams.uniform("matching", n_clients)
+        self.assignment = np.stack(
+            [
+                matching.assign(policy, self.therapists, self.clients, u_match, s)
+                for s, policy in enumerate(self.p["matching_policy"])
+            ]
+        )
+        self.caseload = np.stack([np.bincount(a, minlength=n_therapists) for a in self.assignment])
+        gathered = self._gather_therapists()
+        self.dyads = dynamics.intake(self.p, gathered, self.clients, gathered["culture"] == self.clients.culture)
+        self.state = dynamics.initial_state(self.p, self.dyads, self.clients)
+        self.week = 0
+        self.n_weeks = int(self.p["last_week"].max())
+        self.record = Record() if record else None
+        self._final: dict[str, np.ndarray] | None = None
+
+    def _gather_therapists(self) -> dict[str, np.ndarray]:
+        t = self.therapists
+        traits = {k: getattr(t, k) for k in t.__dataclass_fields__}
+        traits["load"] = self.caseload.astype(float)
+        return {k: np.take_along_axis(v, self.assignment, axis=1) for k, v in traits.items()}
+
+    @property
+    def done(self) -> bool:
+        """Whether every course has ended."""
+        return self.week >= self.n_weeks or not self.state.active.any()
+
+    def _draws(self) -> Draws:
+        u, n = self.streams.uniform, self.n_clients
+        return Draws(
+            cancel=u("cancellation", n),
+            attend=u("attendance", n),
+            rupture=u("rupture", n),
+            repair=u("repair", n),
+            ending=u("ending", n),
+            dropout=u("dropout", n),
+            drift=self.streams.normal("symptoms", n),
+            measurement=self.streams.normal("measurement", n),
+            life_event=u("life_events", n),
+        )
+
+    def step(self) -> None:
+        """Advance every dyad by one weekly session slot."""
+        if self.done:
+            return
+        self.week += 1
+        draws = self._draws()
+        active_before = self.state.active.copy() if self.record is not None else None
+        events, rupture_cause = dynamics.week(self.week, self.p, self.dyads, self.state, draws)
+        if self.record is not None:
+            s = self.state
+            rec = self.record
+            attended = (events & dynamics.ATTENDED).astype(bool)
+            for name in ("bond", "goal", "task", "disclosure", "hope", "engagement"):
+                getattr(rec, name).append(getattr(s, name).astype(np.float32))
+            rec.phq9.append(np.where(attended, s.phq9, np.nan).astype(np.float32))
+            rec.events.append(events)
+            rec.rupture_cause.append(rupture_cause)
+            rec.active.append(active_before)
+
+    def run(self) -> Cohort:
+        """Run every course to its end, then the follow-up."""
+        while not self.done:
+            self.step()
+        self.finish()
+        return self
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """End-of-course assessment and follow-up; returns the final scores, once computed."""
+        if self._final is None:
+            self._final = _follow_up(self.p, self.dyads, self.state, self.clients, self.streams)
+        return self._final
+
+
+def _follow_up(p, d, s, clients, streams: Streams) -> dict[str, np.ndarray]:
+    """Final PHQ-9 and follow-up PHQ-9 per client, shape (n_sets, n_clients).
+
+    Gains hold or relapse over the follow-up: a client who ends below caseness relapses with a
+    probability that support built in therapy (social support and the alliance internalised)
+    reduces; everyone else follows the natural course of remission.
+    """
+    n = s.severity.shape[1]
+    rng = streams["followup"]
+    z_end, u_relapse, z_follow = rng.standard_normal(n), rng.random(n), rng.standard_normal(n)
+    err = p["measurement_error_sd"]
+    assessed = np.clip(np.round(s.severity + err * z_end), 0.0, 27.0)
+    last_observed = np.array([m == "last_observed" for m in p["outcome_measure"]])[:, None]
+    final = np.where(last_observed, s.phq9, assessed)
+
+    weeks = p["followup_weeks"]
+    mean_alliance = np.where(s.attended > 0, s.alliance_sum / np.maximum(s.attended, 1), 12.0)
+    internalised = (mean_alliance - 12.0) / 48.0 * np.minimum(1.0, s.attended / p["planned_sessions"])
+    built = 0.5 * clients.support + 0.5 * internalised
+    p_relapse = 1.0 - (1.0 - p["relapse_rate"] * (1.0 - p["relapse_support_buffer"] * built)) ** (weeks / 26.0)
+    relapse = (s.severity < dynamics.CASENESS) & (u_relapse < p_relapse)
+    remitted = s.severity * (1.0 - p["natural_recovery_rate"]) ** weeks
+    follow = np.clip(remitted + p["relapse_size"] * relapse, 0.0, 27.0)
+    follow_score = np.clip(np.round(follow + err * z_follow), 0.0, 27.0)
+    return {
+        "final_phq9": final,
+        "followup_phq9": np.where(weeks > 0, follow_score, final),
+        "relapse": relapse & (weeks > 0),
+    }

@@ -1,0 +1,139 @@
+"""Outcome definitions per client and cohort metrics per parameter set.
+
+Definitions follow NHS Talking Therapies, as used in routine UK services:
+caseness is PHQ-9 >= 10; reliable improvement a fall of 6 or more points, reliable deterioration a
+rise of 6 or more; recovery means at caseness at intake and below it at the end; reliable recovery is
+recovery with reliable improvement; a finished course has at least two sessions attended.
+Rates of improvement, deterioration and recovery are taken over finished courses, as the service
+reports them; the dropout rate is over all clients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.dynamics import CASENESS
+
+RELIABLE_CHANGE = 6  # PHQ-9 points
+FINISHED_SESSIONS = 2
+SUDDEN_GAIN_POINTS = 6
+
+
+def reliable_change_index(x1, x2, sd_pre: float, reliability: float):
+    """Jacobson & Truax (1991) RCI = (x2 - x1) / S_diff, S_diff = sqrt(2) s1 sqrt(1 - r_xx).
+
+    doi:10.1037/0022-006X.59.1.12. Reliable when ``abs(rci) > 1.96``.
+    """
+    s_diff = np.sqrt(2.0) * sd_pre * np.sqrt(1.0 - reliability)
+    return (np.asarray(x2, dtype=float) - np.asarray(x1, dtype=float)) / s_diff
+
+
+def classify(intake, final, attended) -> dict[str, np.ndarray]:
+    """Boolean outcome flags for arrays of intake and final PHQ-9 and sessions attended."""
+    change = intake - final
+    caseness = intake >= CASENESS
+    recovery = caseness & (final < CASENESS)
+    improved = change >= RELIABLE_CHANGE
+    return {
+        "finished": attended >= FINISHED_SESSIONS,
+        "caseness": caseness,
+        "reliable_improvement": improved,
+        "reliable_deterioration": change <= -RELIABLE_CHANGE,
+        "recovery": recovery,
+        "reliable_recovery": recovery & improved,
+    }
+
+
+def sudden_gains(intake: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Whether each client shows a sudden gain, shape (n,).
+
+    A sudden gain (after Tang & DeRubeis 1999, doi:10.1037/0022-006X.67.6.894, adapted to the
+    PHQ-9) is a fall of at least 6 points between consecutive sessions, at least 25% of the
+    pre-gain score, that holds: the mean of the post-gain score and up to two later scores stays
+    below the pre-gain score by at least half the gain (in place of the original t-test).
+
+    Args:
+        intake: intake PHQ-9, shape (n,).
+        scores: PHQ-9 per week, NaN where no session took place, shape (n_weeks, n).
+    """
+    seq = np.vstack([intake[None, :], scores]).T  # (n, weeks + 1)
+    order = np.argsort(np.isnan(seq), axis=1, kind="stable")  # observed scores first, in order
+    seq = np.take_along_axis(seq, order, axis=1)
+    pre, post = seq[:, :-1], seq[:, 1:]
+    gain = pre - post
+    padded = np.concatenate([post, np.full((len(seq), 2), np.nan)], axis=1)
+    later = np.stack([padded[:, i : i + post.shape[1]] for i in range(3)])
+    n_later = (~np.isnan(later)).sum(axis=0)
+    mean_later = np.nansum(later, axis=0) / np.maximum(n_later, 1)
+    with np.errstate(invalid="ignore"):
+        held = (n_later > 0) & (mean_later <= pre - gain / 2)
+        hit = (gain >= SUDDEN_GAIN_POINTS) & (gain >= 0.25 * pre) & held
+    return hit.any(axis=1)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A cohort metric that describes itself."""
+
+    name: str
+    label: str
+    unit: str
+
+
+METRICS = (
+    Metric("dropout_rate", "dropout", "share of clients"),
+    Metric("recovery_rate", "recovery", "share of finished courses at caseness"),
+    Metric("reliable_improvement_rate", "reliable improvement", "share of finished courses"),
+    Metric("reliable_deterioration_rate", "reliable deterioration", "share of finished courses"),
+    Metric("mean_sessions", "sessions attended", "sessions"),
+    Metric("mean_alliance", "mean alliance", "WAI-SR 12-60"),
+    Metric("alliance_outcome_r", "r(early alliance, PHQ-9 change)", "Pearson r"),
+    Metric("mean_change", "PHQ-9 change, intake minus final", "PHQ-9 points"),
+    Metric("rupture_rate", "ruptures per client", "ruptures"),
+    Metric("repair_share", "share of ruptures repaired", "share"),
+)
+
+
+def masked_mean(x, mask):
+    """Mean of ``x`` over ``mask`` along the last axis; NaN where the mask is empty."""
+    n = mask.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mask, x, 0.0).sum(axis=-1) / n
+
+
+def masked_corr(x, y, mask):
+    """Pearson r of ``x`` and ``y`` over ``mask`` along the last axis; NaN when undefined."""
+    mx, my = masked_mean(x, mask), masked_mean(y, mask)
+    dx = np.where(mask, x - mx[..., None], 0.0)
+    dy = np.where(mask, y - my[..., None], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (dx * dy).sum(axis=-1) / np.sqrt((dx * dx).sum(axis=-1) * (dy * dy).sum(axis=-1))
+
+
+def cohort_metrics(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Cohort metrics (see :data:`METRICS`), each shape (n_sets,), from per-client outcomes.
+
+    Args:
+        c: per-client arrays shaped (n_sets, n_clients), as from :func:`sim.run.client_outcomes`.
+    """
+    flags = classify(c["intake_phq9"], c["final_phq9"], c["sessions_attended"])
+    finished = flags["finished"]
+    seen = c["sessions_attended"] > 0
+    change = c["intake_phq9"] - c["final_phq9"]
+    ruptures = c["ruptures"].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        repair_share = c["repairs"].sum(axis=-1) / ruptures.sum(axis=-1)
+    return {
+        "dropout_rate": (c["end_type"] == 3).mean(axis=-1),
+        "recovery_rate": masked_mean(flags["recovery"], finished & flags["caseness"]),
+        "reliable_improvement_rate": masked_mean(flags["reliable_improvement"], finished),
+        "reliable_deterioration_rate": masked_mean(flags["reliable_deterioration"], finished),
+        "mean_sessions": c["sessions_attended"].mean(axis=-1),
+        "mean_alliance": masked_mean(c["mean_alliance"], seen),
+        "alliance_outcome_r": masked_corr(c["early_alliance"], change, seen),
+        "mean_change": change.mean(axis=-1),
+        "rupture_rate": ruptures.mean(axis=-1),
+        "repair_share": repair_share,
+    }

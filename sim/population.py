@@ -1,0 +1,133 @@
+"""Therapist and client traits drawn from the population distributions in the registry.
+
+Traits on a bounded scale are truncated normals, drawn by inverse transform from one uniform per
+agent: the uniforms are shared by all parameter sets of a replicate, so raising a mean shifts every
+agent's trait monotonically instead of reshuffling the population (common random numbers).
+Attachment anxiety and avoidance are a correlated pair (a Gaussian copula) on the ECR-R 1-7 scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+from sim.streams import Streams
+
+ATTACHMENT_STYLES = ("secure", "anxious", "avoidant", "fearful")
+CULTURE_GROUPS = 3  # group 0 is the majority; 1 and 2 share the minority share equally
+
+
+def truncated_normal(u: np.ndarray, mean, sd, low: float, high: float) -> np.ndarray:
+    """Inverse-transform draw from a normal(mean, sd) truncated to [low, high].
+
+    Args:
+        u: uniforms on [0, 1), shape broadcastable with ``mean`` and ``sd``.
+        mean, sd: location and spread of the parent normal; ``sd == 0`` gives ``mean``.
+    """
+    mean = np.asarray(mean, dtype=float)
+    sd = np.asarray(sd, dtype=float)
+    safe_sd = np.where(sd > 0, sd, 1.0)
+    lo, hi = ndtr((low - mean) / safe_sd), ndtr((high - mean) / safe_sd)
+    p = np.clip(lo + u * (hi - lo), 1e-12, 1 - 1e-12)
+    x = mean + safe_sd * ndtri(p)
+    return np.where(sd > 0, np.clip(x, low, high), np.clip(mean, low, high))
+
+
+def culture_group(u: np.ndarray, minority_share) -> np.ndarray:
+    """Culture group from a uniform: 1 or 2 with total probability ``minority_share``, else 0."""
+    half = np.asarray(minority_share) / 2
+    return np.where(u < half, 1, np.where(u < 2 * half, 2, 0)).astype(np.int8)
+
+
+def attachment_style(anxiety: np.ndarray, avoidance: np.ndarray, cutoff) -> np.ndarray:
+    """Index into :data:`ATTACHMENT_STYLES` (secure, anxious, avoidant, fearful)."""
+    return ((anxiety >= cutoff).astype(np.int8) + 2 * (avoidance >= cutoff)).astype(np.int8)
+
+
+@dataclass
+class Therapists:
+    """Therapist traits, each shape (n_sets, n_therapists)."""
+
+    empathy: np.ndarray
+    humility: np.ndarray
+    repair_skill: np.ndarray
+    consistency: np.ndarray
+    competence: np.ndarray
+    uses_feedback: np.ndarray
+    culture: np.ndarray
+    capacity: np.ndarray
+
+
+@dataclass
+class Clients:
+    """Client traits, each shape (n_sets, n_clients); attachment on the ECR-R 1-7 scale."""
+
+    intake_phq9: np.ndarray
+    attachment_anxiety: np.ndarray
+    attachment_avoidance: np.ndarray
+    attachment_style: np.ndarray
+    culture: np.ndarray
+    salience: np.ndarray
+    expectancy: np.ndarray
+    readiness: np.ndarray
+    barriers: np.ndarray
+    support: np.ndarray
+    perception_noise: np.ndarray
+
+
+def draw_therapists(p: dict, n: int, streams: Streams) -> Therapists:
+    """Draw ``n`` therapists for every parameter set in ``p`` (arrays shaped (n_sets, 1))."""
+    u = streams["therapists"].random((7, n))
+    z_capacity = streams["therapists"].standard_normal(n)
+
+    def trait(i, key):
+        return truncated_normal(u[i], p[f"therapist_{key}_mean"], p[f"therapist_{key}_sd"], 0, 1)
+
+    # Caseload capacity varies about its mean by roughly a quarter (lognormal, mean-preserving).
+    capacity = np.maximum(1.0, np.round(p["therapist_capacity_mean"] * np.exp(0.25 * z_capacity - 0.03125)))
+    return Therapists(
+        empathy=trait(0, "empathy"),
+        humility=trait(1, "humility"),
+        repair_skill=trait(2, "repair"),
+        consistency=trait(3, "consistency"),
+        competence=trait(4, "competence"),
+        uses_feedback=u[5] < p["therapist_feedback_share"],
+        culture=culture_group(u[6], p["therapist_minority_share"]),
+        capacity=capacity,
+    )
+
+
+def draw_clients(p: dict, n: int, streams: Streams) -> Clients:
+    """Draw ``n`` clients for every parameter set in ``p`` (arrays shaped (n_sets, 1))."""
+    rng = streams["clients"]
+    u = rng.random((7, n))
+    z = rng.standard_normal((3, n))
+
+    # Gaussian copula: correlated normals turned into uniforms, then truncated to the ECR-R range.
+    rho = p["attachment_correlation"]
+    u_anx = ndtr(z[0])
+    u_avd = ndtr(rho * z[0] + np.sqrt(1 - rho**2) * z[1])
+    sd = p["attachment_sd"]
+    anxiety = truncated_normal(u_anx, p["attachment_anxiety_mean"], sd, 1, 7)
+    avoidance = truncated_normal(u_avd, p["attachment_avoidance_mean"], sd, 1, 7)
+
+    def trait(i, key):
+        return truncated_normal(u[i], p[f"{key}_mean"], p[f"{key}_sd"], 0, 1)
+
+    intake = truncated_normal(u[0], p["intake_phq9_mean"], p["intake_phq9_sd"], p["intake_phq9_min"], 27)
+    return Clients(
+        # PHQ-9 is an integer score; a score at the admission floor stays admitted.
+        intake_phq9=np.maximum(np.round(intake), np.ceil(p["intake_phq9_min"] - 1e-9)),
+        attachment_anxiety=anxiety,
+        attachment_avoidance=avoidance,
+        attachment_style=attachment_style(anxiety, avoidance, p["attachment_cutoff"]),
+        culture=culture_group(u[1], p["client_minority_share"]),
+        salience=trait(2, "cultural_salience"),
+        expectancy=trait(3, "expectancy"),
+        readiness=trait(4, "readiness"),
+        barriers=trait(5, "barriers"),
+        support=trait(6, "support"),
+        perception_noise=np.broadcast_to(z[2], anxiety.shape),
+    )

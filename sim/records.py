@@ -1,0 +1,182 @@
+"""The output tables of one recorded run (parameter set 0) as pandas DataFrames.
+
+Column names are a contract that researchers script against (see README): ``clients`` has one row
+per client, ``sessions`` one row per client and weekly session slot while the course runs, and
+``events`` one row per notable event with a plain-language ``text``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sim import dynamics as dyn
+from sim.outcomes import classify, sudden_gains
+from sim.population import ATTACHMENT_STYLES
+
+# Event flag, name, and how it reads in a course told session by session.
+EVENTS = (
+    (dyn.MISSED, "missed", "the client did not attend"),
+    (dyn.CANCELLED, "cancelled", "the therapist cancelled the session"),
+    (dyn.HOLIDAY, "holiday", "no session: therapist on holiday"),
+    (dyn.OFF_TRACK, "off_track_alert", "feedback flagged the client as not on track; goals renegotiated"),
+    (dyn.RUPTURE, "rupture", "rupture in the alliance"),
+    (dyn.REPAIR, "repair", "the rupture was repaired"),
+    (dyn.LIFE_EVENT, "life_event", "a stressful life event"),
+    (dyn.GOOD_ENOUGH, "good_enough_ending", "ended by mutual agreement: good enough"),
+    (dyn.COMPLETED, "completed", "the planned course was completed"),
+    (dyn.DROPOUT, "dropout", "the client stopped coming"),
+)
+DROPOUT_TEXT = {
+    "weak_alliance": "the alliance never became strong enough",
+    "unrepaired_rupture": "an unrepaired rupture",
+    "low_engagement": "engagement faded",
+    "practical_barriers": "practical barriers",
+    "early_disengagement": "early disengagement before a working relationship formed",
+    "stopped_attending": "after missed sessions the client stopped attending",
+    "felt_better": "the client felt better and saw no need to continue",
+}
+
+
+def _clients_of(cohort, s: int):
+    c = cohort.clients
+    return {k: np.broadcast_to(getattr(c, k), cohort.state.active.shape)[s] for k in c.__dataclass_fields__}
+
+
+def clients_table(cohort, outcomes: dict[str, np.ndarray], s: int = 0) -> pd.DataFrame:
+    """One row per client of parameter set ``s``."""
+    o = {k: v[s] for k, v in outcomes.items()}
+    c = _clients_of(cohort, s)
+    t = cohort.therapists
+    therapist = o["therapist"]
+    flags = classify(o["intake_phq9"], o["final_phq9"], o["sessions_attended"])
+    scores = np.stack(cohort.record.phq9)[:, s, :] if cohort.record is not None else None
+    gains = sudden_gains(o["intake_phq9"], scores) if scores is not None else np.zeros(len(therapist), bool)
+    end_type = np.asarray(dyn.END_TYPES)[o["end_type"]]
+    return pd.DataFrame(
+        {
+            "client_id": np.arange(len(therapist)),
+            "therapist_id": therapist,
+            "attachment_style": np.asarray(ATTACHMENT_STYLES)[c["attachment_style"]],
+            "attachment_anxiety": c["attachment_anxiety"].round(3),
+            "attachment_avoidance": c["attachment_avoidance"].round(3),
+            "client_culture": c["culture"],
+            "therapist_culture": t.culture[s][therapist],
+            "cultural_match": o["cultural_match"],
+            "expectancy": c["expectancy"].round(4),
+            "therapist_empathy": t.empathy[s][therapist].round(4),
+            "therapist_uses_feedback": t.uses_feedback[s][therapist],
+            "perceived_empathy": o["perceived_empathy"].round(4),
+            "intake_phq9": o["intake_phq9"].astype(int),
+            "final_phq9": o["final_phq9"].astype(int),
+            "followup_phq9": o["followup_phq9"].astype(int),
+            "sessions_attended": o["sessions_attended"],
+            "end_type": end_type,
+            "end_session": o["end_session"],
+            "dropout_cause": np.asarray(dyn.DROPOUT_CAUSES)[o["dropout_cause"]],
+            "early_alliance": o["early_alliance"].round(3),
+            "mean_alliance": o["mean_alliance"].round(3),
+            "early_goal_agreement": o["early_goal_agreement"].round(3),
+            "ruptures": o["ruptures"],
+            "repairs": o["repairs"],
+            "reliable_improvement": flags["reliable_improvement"],
+            "reliable_deterioration": flags["reliable_deterioration"],
+            "recovery": flags["recovery"],
+            "reliable_recovery": flags["reliable_recovery"],
+            "sudden_gain": gains,
+            "finished_course": flags["finished"],
+            "not_on_track": o["not_on_track"],
+            "relapse": o["relapse"],
+        }
+    )
+
+
+def _event_names(events: np.ndarray) -> np.ndarray:
+    names = np.full(events.shape, "", dtype=object)
+    attended = (events & dyn.ATTENDED) > 0
+    names[attended] = "attended"
+    for flag, name, _ in EVENTS:
+        hit = (events & flag) > 0
+        names[hit] = np.where(names[hit] == "", name, names[hit] + ";" + name)
+    return names
+
+
+def sessions_table(cohort, s: int = 0) -> pd.DataFrame:
+    """One row per client and weekly slot of parameter set ``s`` while the client's course ran.
+
+    bond, goal and task are on their WAI-SR subscales (4-20), alliance on the total (12-60);
+    disclosure, hope and engagement on 0-1. They are the dyad's state after the week. phq9 is the
+    score administered at the session, empty when no session took place.
+    """
+    rec = cohort.record.arrays()
+    weeks, _, n = rec["events"].shape
+    active = rec["active"][:, s, :]
+    w_idx, c_idx = np.nonzero(active)
+    order = np.lexsort((w_idx, c_idx))
+    w_idx, c_idx = w_idx[order], c_idx[order]
+
+    def col(name):
+        return rec[name][:, s, :][w_idx, c_idx]
+
+    bond, goal, task = (4.0 + 16.0 * col(k).astype(float) for k in ("bond", "goal", "task"))
+    events = col("events")
+    return pd.DataFrame(
+        {
+            "client_id": c_idx,
+            "session": w_idx + 1,
+            "attended": (events & dyn.ATTENDED) > 0,
+            "bond": bond.round(3),
+            "goal": goal.round(3),
+            "task": task.round(3),
+            "alliance": (bond + goal + task).round(3),
+            "disclosure": col("disclosure").astype(float).round(4),
+            "hope": col("hope").astype(float).round(4),
+            "engagement": col("engagement").astype(float).round(4),
+            "phq9": col("phq9").astype(float),
+            "event": _event_names(events),
+        }
+    )
+
+
+def events_table(cohort, s: int = 0) -> pd.DataFrame:
+    """One row per notable event of parameter set ``s``, in session order, with plain text."""
+    rec = cohort.record.arrays()
+    events = rec["events"][:, s, :]
+    rupture_cause = rec["rupture_cause"][:, s, :]
+    therapist = cohort.assignment[s]
+    dropout_cause = np.asarray(dyn.DROPOUT_CAUSES)[cohort.state.dropout_cause[s]]
+    planned = int(cohort.p["planned_sessions"][s, 0])
+    frames = []
+    for rank, (flag, name, text) in enumerate(EVENTS):
+        w_idx, c_idx = np.nonzero(events & flag)
+        if len(w_idx) == 0:
+            continue
+        cause = np.full(len(w_idx), "", dtype=object)
+        texts = np.full(len(w_idx), text, dtype=object)
+        if flag == dyn.RUPTURE:
+            cause = np.asarray(dyn.RUPTURE_CAUSES, dtype=object)[rupture_cause[w_idx, c_idx]]
+            texts = np.where(cause == "a break", "rupture after a break in therapy", "rupture: " + cause)
+        elif flag == dyn.DROPOUT:
+            cause = dropout_cause[c_idx].astype(object)
+            texts = "client stopped attending: " + np.vectorize(DROPOUT_TEXT.get, otypes=[object])(cause)
+        elif flag == dyn.COMPLETED:
+            texts = np.full(len(w_idx), f"the course ended as planned (up to {planned} sessions)", dtype=object)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "session": w_idx + 1,
+                    "client_id": c_idx,
+                    "therapist_id": therapist[c_idx],
+                    "event": name,
+                    "cause": cause,
+                    "text": texts,
+                    "_rank": rank,
+                }
+            )
+        )
+    columns = ["session", "client_id", "therapist_id", "event", "cause", "text"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    table = pd.concat(frames, ignore_index=True).sort_values(["client_id", "session", "_rank"], kind="stable")
+    table["text"] = "session " + table["session"].astype(str) + ": " + table["text"]
+    return table[columns].reset_index(drop=True)
