@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from sim import dynamics, matching, parameters
-from sim.dynamics import Draws
+from sim import dyads, dynamics, matching, parameters
+from sim.dynamics import Draws, WeekParams
 from sim.population import draw_clients, draw_therapists
 from sim.streams import Streams
 
@@ -96,11 +96,12 @@ class Cohort:
             ]
         )
         self.caseload = np.stack([np.bincount(a, minlength=n_therapists) for a in self.assignment])
-        gathered = self._gather_therapists()
-        self.dyads = dynamics.intake(self.p, gathered, self.clients, gathered["culture"] == self.clients.culture)
-        self.state = dynamics.initial_state(self.p, self.dyads, self.clients)
+        self.dyads = dyads.intake(self.p, self._gather_therapists(), self.clients)
+        self.state = dyads.initial_state(self.p, self.dyads, self.clients)
+        self.week_params = WeekParams.from_stacked(self.p)
         self.week = 0
         self.n_weeks = int(self.p["last_week"].max())
+        self.draws = self._draw_weeks()
         self.record = Record() if record else None
         self._final: dict[str, np.ndarray] | None = None
 
@@ -115,18 +116,26 @@ class Cohort:
         """Whether every course has ended."""
         return self.week >= self.n_weeks or not self.state.active.any()
 
-    def _draws(self) -> Draws:
-        u, n = self.streams.uniform, self.n_clients
+    def _draw_weeks(self) -> Draws:
+        """Every week's draws, shape (n_weeks, n_clients) per stream."""
+        shape = (self.n_weeks, self.n_clients)
+
+        def u(name):
+            return self.streams[name].random(shape)
+
+        def z(name):
+            return self.streams[name].standard_normal(shape)
+
         return Draws(
-            cancel=u("cancellation", n),
-            attend=u("attendance", n),
-            rupture=u("rupture", n),
-            repair=u("repair", n),
-            ending=u("ending", n),
-            dropout=u("dropout", n),
-            drift=self.streams.normal("symptoms", n),
-            measurement=self.streams.normal("measurement", n),
-            life_event=u("life_events", n),
+            cancel=u("cancellation"),
+            attend=u("attendance"),
+            rupture=u("rupture"),
+            repair=u("repair"),
+            ending=u("ending"),
+            dropout=u("dropout"),
+            drift=z("symptoms"),
+            measurement=z("measurement"),
+            life_event=u("life_events"),
         )
 
     def step(self) -> None:
@@ -134,9 +143,8 @@ class Cohort:
         if self.done:
             return
         self.week += 1
-        draws = self._draws()
         active_before = self.state.active.copy() if self.record is not None else None
-        events, rupture_cause = dynamics.week(self.week, self.p, self.dyads, self.state, draws)
+        events, rupture_cause = dynamics.week(self.week, self.week_params, self.dyads, self.state, self.draws)
         if self.record is not None:
             s = self.state
             rec = self.record
@@ -150,8 +158,12 @@ class Cohort:
 
     def run(self) -> Cohort:
         """Run every course to its end, then the follow-up."""
-        while not self.done:
-            self.step()
+        if self.record is not None:
+            while not self.done:
+                self.step()
+        elif not self.done:
+            dynamics.course(self.week + 1, self.n_weeks, self.week_params, self.dyads, self.state, self.draws)
+            self.week = self.n_weeks
         self.finish()
         return self
 

@@ -177,7 +177,7 @@ _DECLARED: tuple[Param, ...] = (
     _p("cultural_strain_empathy", 0.4, 0, 1, _S01, _M, "perceived empathy lost per unit cultural strain", _CULTURE),
     _p("cultural_strain_rupture", 1.5, 0, 5, "ratio", _M, "relative rupture risk added per unit cultural strain", _HUMILITY),
     _p("perceived_empathy_noise", 0.1, 0, 0.5, _S01, _M, "spread of a client's perception of therapist empathy", _EMPATHY),
-    _p("not_on_track_points", 4.0, 0, 15, "PHQ-9 points", _M, "improvement expected by session 8; less flags a client not on track", "Lambert (2013), Bergin & Garfield's Handbook"),
+    _p("not_on_track_worsening", 3.0, 0, 15, "PHQ-9 points", _M, "rise above intake, from session 3 on, that flags a client not on track", "Lambert (2013), Bergin & Garfield's Handbook"),
     _p("feedback_goal_boost", 0.3, 0, 1, _S01, _M, "share of the goal-agreement gap closed when feedback flags a client", _FEEDBACK),
     _p("feedback_repair_boost", 0.3, 0, 1, "probability", _M, "repair probability added when feedback flags a client", _FEEDBACK),
     _p("feedback_adaptation", 0.5, 0, 1, _S01, _M, "share of the worsening path removed once feedback flags a client", _FEEDBACK),

@@ -1,0 +1,156 @@
+"""The table of published targets (analysis/targets.toml) as :class:`Target` records.
+
+Each target is a published figure with the band a simulation should land in, its citation, and an
+exact, executable definition over the per-client table (``clients.csv``): which clients
+(``clients``, a pandas query) and which variables (``x``, ``y``, ``group``, pandas expressions).
+:meth:`Target.compute` evaluates it for one replicate; reporting over replicates is left to the caller
+(:func:`analysis.estimators.mean_ci`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import estimators as est
+
+TARGETS_FILE = Path(__file__).with_name("targets.toml")
+SETS = ("calibration", "validation")
+# statistic -> the expressions it needs besides `clients`
+STATISTICS = {
+    "share": ("y",),
+    "pearson_r": ("x", "y"),
+    "point_biserial": ("group", "y"),
+    "cohens_d": ("group", "y"),
+    "icc": ("group", "y"),
+    "odds_ratio": ("group", "y"),
+    "share_within_first": ("y", "k"),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One published fact with its band, source and definition over simulated clients.
+
+    Attributes:
+        id: short name, unique in the table.
+        set: "calibration" (fitted to) or "validation" (not tuned to).
+        fact: what is measured, in words.
+        statistic: one of :data:`STATISTICS`.
+        published: the published point value.
+        band_low, band_high: the band a simulation should land in.
+        published_text: the figure as the source states it.
+        source: citation.
+        definition: the computation in words.
+        clients: pandas query selecting the clients ("" for all).
+        x, y, group: pandas expressions over clients.csv columns ("" when unused).
+        k: cut-off for ``share_within_first``.
+        doi: DOI of the source, "" when not recorded.
+        note: how confident we are in the figure, and caveats.
+        overrides: registry parameters to set on the baseline scenario for the run this fact is
+            computed from (e.g. a share of feedback-using therapists, which the baseline lacks);
+            empty when the baseline itself is used.
+    """
+
+    id: str
+    set: str
+    fact: str
+    statistic: str
+    published: float
+    band_low: float
+    band_high: float
+    published_text: str
+    source: str
+    definition: str
+    clients: str = ""
+    x: str = ""
+    y: str = ""
+    group: str = ""
+    k: float | None = None
+    doi: str = ""
+    note: str = ""
+    overrides: dict[str, float] = field(default_factory=dict)
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` lies inside the band (inclusive)."""
+        return bool(self.band_low <= value <= self.band_high)
+
+    def compute(self, clients: pd.DataFrame) -> float:
+        """The statistic on one replicate's per-client table (columns as in clients.csv)."""
+        df = clients.query(self.clients) if self.clients else clients
+
+        def ev(expr):
+            return np.asarray(df.eval(expr))
+
+        match self.statistic:
+            case "share":
+                return float(np.mean(ev(self.y).astype(bool))) if len(df) else float("nan")
+            case "pearson_r":
+                return est.pearson_r(ev(self.x), ev(self.y))
+            case "point_biserial":
+                return est.point_biserial(ev(self.group).astype(bool), ev(self.y))
+            case "cohens_d":
+                mask, y = ev(self.group).astype(bool), ev(self.y).astype(float)
+                return est.cohens_d(y[mask], y[~mask])
+            case "icc":
+                return est.icc_random_intercept(ev(self.y), ev(self.group))
+            case "odds_ratio":
+                return est.odds_ratio(ev(self.y).astype(bool), ev(self.group).astype(bool))
+            case "share_within_first":
+                return est.share_within_first(ev(self.y), self.k)
+        raise ValueError(f"{self.id}: unknown statistic {self.statistic!r}; use one of {sorted(STATISTICS)}")
+
+
+def _check(entry: dict, path: Path) -> Target:
+    where = f"{path.name}, fact {entry.get('id', '?')!r}"
+    names = {f.name for f in fields(Target)}
+    unknown = set(entry) - names
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)} ({where}); allowed: {sorted(names)}")
+    required = {f.name for f in fields(Target) if f.default is MISSING and f.default_factory is MISSING}
+    absent = sorted(required - set(entry))
+    if absent:
+        raise ValueError(f"missing keys {absent} ({where})")
+    target = Target(**entry)
+    if not isinstance(target.overrides, dict):
+        raise ValueError(f"overrides must be a table of parameter = value ({where})")
+    if target.set not in SETS:
+        raise ValueError(f"set = {target.set!r} ({where}); use one of {SETS}")
+    if target.statistic not in STATISTICS:
+        raise ValueError(f"statistic = {target.statistic!r} ({where}); use one of {sorted(STATISTICS)}")
+    missing = [name for name in STATISTICS[target.statistic] if getattr(target, name) in ("", None)]
+    if missing:
+        raise ValueError(f"statistic {target.statistic!r} needs {missing} ({where})")
+    if not target.band_low <= target.published <= target.band_high:
+        raise ValueError(
+            f"published = {target.published} is outside the band [{target.band_low}, {target.band_high}] ({where})"
+        )
+    return target
+
+
+def load_targets(path: str | Path = TARGETS_FILE) -> list[Target]:
+    """Read the targets table, checking every entry.
+
+    Args:
+        path: a TOML file with an array of tables ``[[fact]]``; defaults to analysis/targets.toml.
+
+    Returns:
+        The targets in file order.
+
+    Raises:
+        ValueError: an unknown key, set or statistic, a missing expression, a published value
+            outside its band, or a repeated id; the message names the fact.
+    """
+    path = Path(path)
+    with path.open("rb") as fh:
+        entries = tomllib.load(fh).get("fact", [])
+    targets = [_check(entry, path) for entry in entries]
+    ids = [t.id for t in targets]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise ValueError(f"repeated fact ids {repeated} in {path.name}")
+    return targets
