@@ -72,9 +72,15 @@ class State(NamedTuple):
     alliance_sum: np.ndarray  # sum of WAI-SR over attended sessions
 
 
-def _full(x, shape, dtype=float) -> np.ndarray:
-    """A fresh, writable, C-contiguous array of ``shape`` (one compiled kernel serves every run)."""
-    return np.array(np.broadcast_to(np.asarray(x, dtype=dtype), shape), order="C")
+def _full(x, shape, dtype=float, copy=False) -> np.ndarray:
+    """A writable C-contiguous array of ``shape`` (one compiled kernel serves every run).
+
+    Without ``copy``, an array that already is one (a fresh result of arithmetic) is used as is.
+    """
+    x = np.asarray(x, dtype=dtype)
+    if not copy and x.shape == shape and x.flags.c_contiguous and x.flags.writeable and x.base is None:
+        return x
+    return np.array(np.broadcast_to(x, shape), order="C")
 
 
 def intake(p: dict, therapist: dict, client) -> Dyads:
@@ -141,9 +147,9 @@ def intake(p: dict, therapist: dict, client) -> Dyads:
 def initial_state(p: dict, d: Dyads, client) -> State:
     """State before the first session: alliance at its initial level, hope at expectancy."""
     shape = d.intake.shape
-    start = _full(p["alliance_initial"], shape)
-    expectancy = _full(client.expectancy, shape)
-    readiness = _full(client.readiness, shape)
+    start = _full(p["alliance_initial"], shape, copy=True)
+    expectancy = _full(client.expectancy, shape, copy=True)
+    readiness = _full(client.readiness, shape, copy=True)
 
     def zeros(dtype):
         return np.zeros(shape, dtype=dtype)

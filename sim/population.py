@@ -19,13 +19,29 @@ ATTACHMENT_STYLES = ("secure", "anxious", "avoidant", "fearful")
 CULTURE_GROUPS = 3  # group 0 is the majority; 1 and 2 share the minority share equally
 
 
-def truncated_normal(u: np.ndarray, mean, sd, low: float, high: float) -> np.ndarray:
+def truncated_normal(u: np.ndarray, mean, sd, low, high) -> np.ndarray:
     """Inverse-transform draw from a normal(mean, sd) truncated to [low, high].
 
+    Each distinct row of (mean, sd, low, high) is computed once: in a sweep most parameter sets
+    share most population parameters, and the inverse normal is the costly part of intake.
+
     Args:
-        u: uniforms on [0, 1), shape broadcastable with ``mean`` and ``sd``.
-        mean, sd: location and spread of the parent normal; ``sd == 0`` gives ``mean``.
+        u: uniforms on [0, 1), shape (n,) or (n_sets, n).
+        mean, sd, low, high: arrays shaped (n_sets, 1) or scalars; ``sd == 0`` gives ``mean``.
+
+    Returns:
+        Draws shaped (n_sets, n), or (n,) when every argument is a scalar.
     """
+    args = [np.asarray(x, dtype=float) for x in (mean, sd, low, high)]
+    if np.ndim(u) > 1 or all(a.ndim == 0 for a in args):
+        return _truncated_normal(u, *args)
+    table = np.hstack(np.broadcast_arrays(*(a.reshape(-1, 1) for a in args)))
+    distinct, index = np.unique(table, axis=0, return_inverse=True)
+    draws = _truncated_normal(u, *(distinct[:, [j]] for j in range(4)))
+    return draws[index.ravel()]
+
+
+def _truncated_normal(u, mean, sd, low, high):
     mean = np.asarray(mean, dtype=float)
     sd = np.asarray(sd, dtype=float)
     safe_sd = np.where(sd > 0, sd, 1.0)
