@@ -74,11 +74,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the mesa.batch_run comparison")
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
 
     seconds = bench_cohort()
     rate = 100_000 * SESSIONS / seconds
-    print(f"cohort 100,000 clients x {SESSIONS} sessions, one core: {seconds:.2f} s ({rate / 1e6:.1f} M client-sessions/s)")
+    print(f"cohort 100,000 clients x {SESSIONS} sessions, one core: {seconds:.2f} s ({rate / 1e6:.1f} M/s)")
     print(f"  target < 2 s: {2.0 / seconds:.1f}x under the target")
 
     batch = bench_batch()

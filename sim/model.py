@@ -73,11 +73,17 @@ class TherapyModel(mesa.Model):
         return g
 
     def step(self) -> None:
-        """Advance every dyad by one weekly session slot and collect data."""
-        self.cohort.step()
+        """Advance every dyad by one weekly session slot and collect data.
+
+        The step after the last course has ended is the follow-up assessment; it stops the model.
+        (That extra step also keeps ``mesa.batch_run``, which reports the second-to-last collection
+        when the model collects at creation, reporting the state at the end of the last session.)
+        """
         if self.cohort.done:
             self.cohort.finish()
             self.running = False
+        else:
+            self.cohort.step()
         self.datacollector.collect(self)
 
     def run_model(self) -> None:

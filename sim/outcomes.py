@@ -91,7 +91,7 @@ METRICS = (
     Metric("mean_alliance", "mean alliance", "WAI-SR 12-60"),
     Metric("alliance_outcome_r", "r(early alliance, PHQ-9 change)", "Pearson r"),
     Metric("mean_change", "PHQ-9 change, intake minus final", "PHQ-9 points"),
-    Metric("rupture_rate", "ruptures per client", "ruptures"),
+    Metric("ruptures_per_client", "ruptures per client", "ruptures"),
     Metric("repair_share", "share of ruptures repaired", "share"),
 )
 
@@ -134,6 +134,6 @@ def cohort_metrics(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "mean_alliance": masked_mean(c["mean_alliance"], seen),
         "alliance_outcome_r": masked_corr(c["early_alliance"], change, seen),
         "mean_change": change.mean(axis=-1),
-        "rupture_rate": ruptures.mean(axis=-1),
+        "ruptures_per_client": ruptures.mean(axis=-1),
         "repair_share": repair_share,
     }
