@@ -263,7 +263,7 @@ class RefClient(mesa.Agent):
         self.rupture_causes: list[str] = []
         self.missed_run = 0  # consecutive missed sessions
         self.below_run = 0  # consecutive sessions below caseness
-        self.after_break = False  # the previous week was cancelled
+        self.abandonment = 0.0  # reaction to cancelled weeks: +1 each, halved at each attended session
         self.off_track = False
         self.ever_off_track = False
         self.early_alliance_sum = 0.0  # WAI-SR summed over sessions 1-3
@@ -299,12 +299,14 @@ class RefClient(mesa.Agent):
         missed = not cancelled and not attended
         flagged = attended and self.therapist.uses_feedback and self.off_track
 
-        # A cancelled week dents trust; the next session carries a risk of an abandonment rupture.
+        # A cancelled week dents trust and adds to an abandonment reaction that raises the risk of
+        # a rupture at the sessions after it.
         if cancelled:
             self.bond = max(self.bond - self.break_dent, 0.0)
+            self.abandonment += 1.0
 
         # 3. Ruptures and repair.
-        break_risk = p["anxious_break_sensitivity"] * self.rupture_scale * self.anxiety * self.after_break
+        break_risk = p["anxious_break_sensitivity"] * self.rupture_scale * self.anxiety * self.abandonment
         drop = regain = 0.0  # bond lost at a rupture this week, regained at a repair
         if attended and self.pending:
             p_repair = self.repair_open + p["feedback_repair_boost"] if flagged else self.repair_chance
@@ -318,7 +320,8 @@ class RefClient(mesa.Agent):
             self.pending_drop = self.rupture_drop
             self.ruptures += 1
             self.rupture_causes.append(self.rupture_cause(break_risk))
-        self.after_break = cancelled
+        if attended:
+            self.abandonment *= 0.5
 
         # Alliance: the bond grows toward its target only while no rupture is unrepaired; goals and
         # tasks converge through shared goal setting; feedback renegotiates a flagged client's goals.

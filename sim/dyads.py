@@ -64,7 +64,7 @@ class State(NamedTuple):
     repairs: np.ndarray
     missed_run: np.ndarray  # consecutive missed sessions
     below_run: np.ndarray  # consecutive sessions below caseness
-    after_break: np.ndarray  # the previous week was cancelled
+    abandonment: np.ndarray  # reaction to cancelled weeks: +1 each, halved at each attended session
     off_track: np.ndarray  # flagged not on track at the last session
     ever_off_track: np.ndarray
     early_alliance: np.ndarray  # sum of WAI-SR over sessions 1-3
@@ -174,7 +174,7 @@ def initial_state(p: dict, d: Dyads, client) -> State:
         repairs=zeros(np.int16),
         missed_run=zeros(np.int16),
         below_run=zeros(np.int16),
-        after_break=zeros(bool),
+        abandonment=zeros(float),
         off_track=zeros(bool),
         ever_off_track=zeros(bool),
         early_alliance=zeros(float),

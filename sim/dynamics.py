@@ -195,13 +195,13 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901 (one
                 bond, goal, task = s.bond[k, i], s.goal[k, i], s.task[k, i]
                 if cancelled:
                     bond = max(bond - d.break_dent[k, i], 0.0)
+                    s.abandonment[k, i] += 1.0
                     ev |= HOLIDAY if holiday else CANCELLED
 
-                # 3. Ruptures (risk rises after a break, more for anxious clients) and repair of an
-                # earlier one; a repair restores the bond and can leave it stronger.
-                break_risk = (
-                    p.anxious_break_sensitivity[k] * d.rupture_scale[k, i] * d.anxiety[k, i] * s.after_break[k, i]
-                )
+                # 3. Ruptures (risk rises after cancelled weeks, the more of them the more, for anxious
+                # clients) and repair of an earlier one; a repair restores the bond, can leave it stronger.
+                break_risk = p.anxious_break_sensitivity[k] * d.rupture_scale[k, i] * d.anxiety[k, i]
+                break_risk *= s.abandonment[k, i]
                 rupture = attended and not s.pending[k, i] and r.rupture[t, i] < d.rupture_static[k, i] + break_risk
                 repaired = False
                 if attended and s.pending[k, i]:
@@ -224,7 +224,8 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901 (one
                     s.pending[k, i] = False
                     s.repairs[k, i] += 1
                     ev |= REPAIR
-                s.after_break[k, i] = cancelled
+                if attended:
+                    s.abandonment[k, i] *= 0.5  # the reaction fades over the sessions after a break
 
                 # The bond grows toward its target only while no rupture is unrepaired; goals and tasks
                 # converge through shared goal setting; feedback renegotiates a flagged client's goals.
@@ -351,14 +352,14 @@ def _dropout_hazard(base, terms):
 
 
 @njit(cache=True)
-def _rupture_cause(anxiety, avoidance, culture, after_break):
+def _rupture_cause(anxiety, avoidance, culture, abandonment):
     """What a rupture is attributed to (index into RUPTURE_CAUSES), from its relative risks.
 
     The relative risk a factor adds to the base risk (1) names the rupture when it is the largest
     and at least half the base; otherwise the rupture is everyday strain.
     """
     best, cause = 0.5, 1
-    added = (anxiety, avoidance, culture, after_break)
+    added = (anxiety, avoidance, culture, abandonment)
     for j in range(4):
         if added[j] >= best:
             best, cause = added[j], j + 2

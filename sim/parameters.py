@@ -158,7 +158,7 @@ _DECLARED: tuple[Param, ...] = (
     # ── mechanisms: bond, goals and tasks, disclosure ─────────────────────────────────────────
     _p("alliance_initial", 0.6, 0, 1, _S01, _M, "bond, goal and task agreement before the first session", _ALLIANCE),
     _p("bond_rate", 0.3, 0.01, 1, "per session", _M, "share of the gap to the bond target closed each session", _ALLIANCE, free=True),
-    _p("bond_base", 0.45, 0, 1, _S01, _M, "bond target with an unempathic therapist and a secure client", _ASSUME),
+    _p("bond_base", 0.45, 0, 1, _S01, _M, "bond target with an unempathic therapist and a secure client", _ASSUME, free=True),
     _p("bond_empathy_weight", 0.6, 0, 1, _S01, _M, "bond target gained per unit of perceived empathy", _EMPATHY, free=True),
     _p("anxious_bond_speedup", 0.8, 0, 3, "ratio", _M, "relative speed-up of bonding per unit attachment anxiety", _ATTACH),
     _p("avoidant_bond_slowdown", 0.6, 0, 1, "ratio", _M, "relative slow-down of bonding per unit attachment avoidance", _ATTACH),

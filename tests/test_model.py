@@ -1,0 +1,135 @@
+"""The Mesa model: stepping, agents as views onto the arrays, DataCollector, caseload graph, batch_run."""
+
+import mesa
+import networkx as nx
+import numpy as np
+import pytest
+
+from sim import TherapyModel
+from sim.engine import Cohort
+from sim.model import AGENT_REPORTERS, MODEL_REPORTERS
+from sim.run import client_outcomes
+from sim.scenario import ScenarioError
+
+N, K = 60, 6
+
+
+@pytest.fixture
+def model():
+    return TherapyModel("baseline", n_clients=N, n_therapists=K, seed=4)
+
+
+def test_agents(model):
+    assert len(model.client_agents) == N and len(model.therapist_agents) == K
+    assert len(model.agents) == N + K
+    assert all(isinstance(a, mesa.Agent) for a in model.agents)
+
+
+def test_step_advances_one_week(model):
+    assert model.cohort.week == 0
+    model.step()
+    assert model.cohort.week == 1
+    attended = sum(c.sessions_attended for c in model.client_agents)
+    assert 0 < attended <= N
+    model.step()
+    assert model.cohort.week == 2
+
+
+def test_client_agents_read_and_write_the_arrays(model):
+    model.step()
+    s = model.cohort.state
+    client = model.client_agents[7]
+    assert client.bond == s.bond[0, 7]
+    assert client.phq9 == s.phq9[0, 7]
+    assert client.alliance == pytest.approx(12 + 16 * (s.bond[0, 7] + s.goal[0, 7] + s.task[0, 7]))
+    assert client.status == "active" or client.status in ("completed", "good_enough", "dropout")
+    assert client.therapist.therapist_id == model.cohort.assignment[0, 7]
+    s.bond[0, 7] = 0.123
+    assert client.bond == 0.123, "an agent reads its slot of the arrays, it holds no copy"
+    client.hope = 0.9
+    assert s.hope[0, 7] == 0.9, "writing an agent attribute writes the array"
+    with pytest.raises(ValueError):
+        client.bond = 1.5
+
+
+def test_therapist_agents_read_the_arrays(model):
+    t = model.therapist_agents[2]
+    assert t.empathy == model.cohort.therapists.empathy[0, 2]
+    assert t.repair_skill == model.cohort.therapists.repair_skill[0, 2]
+    assert t.caseload == int((model.cohort.assignment[0] == 2).sum())
+
+
+def test_caseload_is_a_bipartite_graph_with_one_edge_per_client(model):
+    g = model.caseload
+    assert isinstance(g, nx.Graph)
+    therapists = {n for n, d in g.nodes(data=True) if d["bipartite"] == 0}
+    clients = {n for n, d in g.nodes(data=True) if d["bipartite"] == 1}
+    assert len(therapists) == K and len(clients) == N
+    assert nx.is_bipartite(g)
+    assert g.number_of_edges() == N
+    assert all(g.degree(c) == 1 for c in clients)
+    for i, t in enumerate(model.cohort.assignment[0]):
+        assert g.has_edge(f"t{t}", f"c{i}")
+
+
+def test_datacollector(model):
+    model.run_model()
+    assert not model.running
+    assert all(c.status != "active" for c in model.client_agents)
+    mv = model.datacollector.get_model_vars_dataframe()
+    assert set(MODEL_REPORTERS) <= set(mv.columns)
+    assert len(mv) == model.steps + 1, "one row at the start and one per step"
+    assert model.steps >= model.cohort.week, "a step per session week (and the follow-up)"
+    assert mv["active_clients"].iloc[0] == N and mv["active_clients"].iloc[-1] == 0
+    assert mv["cumulative_dropout"].is_monotonic_increasing
+    assert mv["mean_alliance"].dropna().between(12, 60).all()
+    assert mv["mean_phq9"].between(0, 27).all()
+    av = model.datacollector.get_agent_vars_dataframe()
+    assert set(AGENT_REPORTERS) <= set(av.columns)
+    last = av.xs(model.steps, level="Step")
+    assert len(last) == N + K
+    assert set(last["status"]) <= {"completed", "good_enough", "dropout", "therapist"}
+
+
+def test_model_steps_the_same_engine():
+    model = TherapyModel("baseline", n_clients=N, n_therapists=K, seed=4, therapist_empathy_mean=0.4)
+    model.run_model()
+    direct = Cohort(model.scenario.params, N, K, 4).run()
+    a, b = client_outcomes(model.cohort), client_outcomes(direct)
+    for key in a:
+        assert np.array_equal(a[key], b[key], equal_nan=a[key].dtype.kind == "f"), key
+    assert model.cumulative_dropout == float((b["end_type"][0] == 3).mean())
+
+
+def test_model_refuses_bad_parameters():
+    with pytest.raises(ScenarioError, match="therapist_empathy_mean"):
+        TherapyModel(n_clients=10, n_therapists=2, therapist_empathy_mean=3.0)
+    with pytest.raises(ScenarioError, match="unknown parameter"):
+        TherapyModel(n_clients=10, n_therapists=2, empathy=0.5)
+
+
+def test_batch_run_small_factorial():
+    grid = {"n_clients": 40, "n_therapists": 4, "seed": [1, 2], "therapist_empathy_mean": [0.3, 0.9]}
+    final = mesa.batch_run(
+        TherapyModel, parameters=grid, iterations=1, number_processes=1, data_collection_period=-1,
+        display_progress=False,
+    )  # fmt: skip
+    assert {(r["seed"], r["therapist_empathy_mean"]) for r in final} == {(1, 0.3), (1, 0.9), (2, 0.3), (2, 0.9)}
+    for r in final:
+        assert set(MODEL_REPORTERS) <= set(r)
+        assert r["Step"] > 3
+        assert r["active_clients"] == 0, "batch_run should report the state after the last session"
+        assert 0 <= r["cumulative_dropout"] <= 1
+        assert 12 <= r["mean_alliance"] <= 60
+
+    every = mesa.batch_run(
+        TherapyModel, parameters=grid, iterations=1, number_processes=1, data_collection_period=1,
+        display_progress=False,
+    )  # fmt: skip
+    for run_id in {r["RunId"] for r in every}:
+        rows = sorted((r for r in every if r["RunId"] == run_id), key=lambda r: r["Step"])
+        assert rows[0]["Step"] == 0 and rows[0]["active_clients"] == 40
+        dropout = [r["cumulative_dropout"] for r in rows]
+        assert dropout == sorted(dropout), "cumulative dropout never falls"
+        active = [r["active_clients"] for r in rows]
+        assert active == sorted(active, reverse=True), "clients leave, none come back"
