@@ -10,6 +10,7 @@ Example:
     ['completed', 'dropout', 'good_enough']
 """
 
+from sim.comparison import ComparisonResult, compare
 from sim.engine import Cohort
 from sim.model import TherapyModel
 from sim.parameters import REGISTRY, ParameterError
@@ -19,11 +20,13 @@ from sim.scenario import Scenario, ScenarioError, load_scenario
 __all__ = [
     "REGISTRY",
     "Cohort",
+    "ComparisonResult",
     "ParameterError",
     "RunResult",
     "Scenario",
     "ScenarioError",
     "TherapyModel",
+    "compare",
     "load_scenario",
     "run_batch",
     "simulate",

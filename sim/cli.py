@@ -1,4 +1,4 @@
-"""Command line: ``python -m sim run | params | scenarios``.
+"""Command line: ``python -m sim run | compare | vignette | params | scenarios``.
 
 A user mistake (a bad scenario, an unknown parameter, a value out of range) is reported in one
 paragraph on stderr with exit status 2, never as a traceback.
@@ -11,11 +11,12 @@ import json
 import sys
 from pathlib import Path
 
+from analysis.vignette import PICKS, VignetteError
 from sim import parameters
 from sim.parameters import ParameterError
 from sim.scenario import ScenarioError, list_scenarios, load_scenario
 
-USER_ERRORS = (ScenarioError, ParameterError)
+USER_ERRORS = (ScenarioError, ParameterError, VignetteError)
 
 
 def _positive(text: str) -> int:
@@ -76,6 +77,48 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """``compare``: scenarios side by side on common random numbers, over replicates."""
+    from sim.comparison import compare
+
+    result = compare(
+        *args.scenarios, clients=args.clients, therapists=args.therapists, seed=args.seed, replicates=args.replicates
+    )
+    result.save(Path(args.out))
+    s = result.settings
+    print(
+        f"{' vs '.join(result.scenarios)}: {s['clients']} clients, {s['therapists']} therapists, seed {s['seed']}, "
+        f"common random numbers\n\n{result.text()}\n\nwritten to {args.out}/ (compare.csv, compare.png, compare.svg)"
+    )
+    return 0
+
+
+def cmd_vignette(args) -> int:
+    """``vignette``: one dyad's course as a timeline figure and a plain-language account."""
+    from analysis.figures import save
+    from analysis.vignette import narrative, pick_client
+    from analysis.vignette_figure import vignette_figure
+    from sim.run import simulate
+
+    scenario = load_scenario(args.scenario).with_settings(clients=args.clients, seed=args.seed)
+    if not args.pick and not 0 <= args.client < scenario.clients:
+        raise VignetteError(
+            f"no client {args.client} in this run: use an id from 0 to {scenario.clients - 1} "
+            "(or --clients to grow it)."
+        )
+    result = simulate(scenario)
+    client_id = pick_client(result.clients, args.pick) if args.pick else args.client
+    followup = int(scenario.params["followup_weeks"])
+    text = narrative(result.clients, result.sessions, result.events, client_id, scenario.name, followup)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vignette.md").write_text(text)
+    title = f"Client {client_id}, scenario {scenario.name} (seed {result.summary['seed']})"
+    save(vignette_figure(result.clients, result.sessions, client_id, title, followup), out, "vignette")
+    print(f"{text}\nwritten to {args.out}/ (vignette.md, vignette.png, vignette.svg)")
+    return 0
+
+
 def cmd_params(args) -> int:
     """``params``: the registry, as a table or as docs/parameters.md."""
     from sim.docs import parameters_markdown
@@ -111,6 +154,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="change a parameter")
     run.add_argument("--out", required=True, help="directory for the outputs")
     run.set_defaults(func=cmd_run)
+
+    comp = sub.add_parser("compare", help="compare scenarios on common random numbers")
+    comp.add_argument(
+        "scenarios", nargs="+", metavar="SCENARIO", help="scenario names or paths, e.g. baseline low_empathy"
+    )
+    comp.add_argument("--clients", type=_positive, help="clients per cohort (default: the first scenario's)")
+    comp.add_argument("--therapists", type=_positive, help="therapists per cohort (default: the first scenario's)")
+    comp.add_argument("--seed", type=_seed, help="the seed shared by all scenarios (default: the first scenario's)")
+    comp.add_argument("--replicates", type=_positive, default=10, help="independent cohorts per scenario (default 10)")
+    comp.add_argument("--out", required=True, help="directory for compare.csv, compare.png and compare.svg")
+    comp.set_defaults(func=cmd_compare)
+
+    vig = sub.add_parser("vignette", help="follow one client's course: timeline and plain-language account")
+    vig.add_argument("scenario", help="a scenario name from scenarios/ or a path to a .toml file")
+    which = vig.add_mutually_exclusive_group()
+    which.add_argument("--client", type=int, default=0, metavar="ID", help="the client's id (default 0)")
+    which.add_argument("--pick", choices=list(PICKS), help="the first client (lowest id) whose course ended this way")
+    vig.add_argument("--clients", type=_positive, help="clients in the cohort")
+    vig.add_argument("--seed", type=_seed, help="the run's seed")
+    vig.add_argument("--out", required=True, help="directory for vignette.md, vignette.png and vignette.svg")
+    vig.set_defaults(func=cmd_vignette)
 
     params = sub.add_parser("params", help="print the parameter registry")
     params.add_argument("--group", choices=list(parameters.GROUPS), help="only this group")

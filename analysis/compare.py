@@ -1,0 +1,197 @@
+"""Statistics for comparing scenarios: retention, alliance by session, dropout causes, outcome rates.
+
+Pure functions over the stacked tables of :class:`sim.comparison.ComparisonResult` (a ``scenario``
+and a ``replicate`` column in front of the usual output columns). Intervals are over replicates
+(:func:`analysis.estimators.mean_ci`), except the Kaplan-Meier band, which is Greenwood's over the
+clients of all replicates pooled (independent cohorts of one population).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.estimators import kaplan_meier, mean_ci
+from sim.dynamics import DROPOUT_CAUSES
+from sim.outcomes import METRICS
+
+CAUSES = DROPOUT_CAUSES[1:]
+CAUSE_PREFIX = "dropout_cause:"
+TABLE_COLUMNS = ["metric", "scenario", "mean", "ci_low", "ci_high"]
+OUTCOME_BARS = ("recovery_rate", "reliable_improvement_rate", "reliable_deterioration_rate")
+
+
+def _scenarios(table: pd.DataFrame) -> list[str]:
+    column = table["scenario"]
+    return list(column.cat.categories) if isinstance(column.dtype, pd.CategoricalDtype) else list(column.unique())
+
+
+def _interval(values) -> dict[str, float]:
+    ci = mean_ci(np.asarray(values, dtype=float))
+    return {"mean": ci.mean, "ci_low": ci.low, "ci_high": ci.high}
+
+
+def cause_shares(clients: pd.DataFrame) -> pd.DataFrame:
+    """Share of all clients who dropped out with each dominant cause, per scenario and replicate.
+
+    Returns:
+        One row per scenario and replicate, one column per cause of :data:`CAUSES` (0-1).
+    """
+    keys = ["scenario", "replicate"]
+    size = clients.groupby(keys, observed=True).size()
+    dropped = clients[clients["end_type"] == "dropout"]
+    counts = dropped.groupby([*keys, "dropout_cause"], observed=True).size()
+    counts = counts.unstack("dropout_cause") if len(counts) else pd.DataFrame(index=size.index)
+    counts = counts.reindex(index=size.index, columns=list(CAUSES)).fillna(0)
+    return counts.div(size, axis=0)
+
+
+def summary_table(metrics: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
+    """Each cohort metric and dropout cause share per scenario, mean over replicates with 95% CI.
+
+    Args:
+        metrics: one row per scenario and replicate with the :data:`sim.outcomes.METRICS` columns.
+        clients: the stacked clients table (for the dropout causes).
+
+    Returns:
+        Columns ``metric, scenario, mean, ci_low, ci_high``; metrics in :data:`METRICS` order, then
+        ``dropout_cause:<cause>`` rows (share of all clients).
+    """
+    rows = []
+    names = _scenarios(metrics)
+    for m in METRICS:
+        for name in names:
+            values = metrics.loc[metrics["scenario"] == name, m.name]
+            rows.append({"metric": m.name, "scenario": name, **_interval(values)})
+    shares = cause_shares(clients)
+    for cause in CAUSES:
+        for name in names:
+            rows.append({"metric": CAUSE_PREFIX + cause, "scenario": name, **_interval(shares.loc[name, cause])})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def paired_differences(metrics: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Each scenario minus ``reference``, paired by replicate (common random numbers), with 95% CI.
+
+    Pairing removes the variation the scenarios share, so these intervals are much narrower than
+    the difference of two independent intervals.
+
+    Returns:
+        Columns ``metric, scenario, mean, ci_low, ci_high`` for every scenario but the reference.
+    """
+    wide = metrics.set_index(["scenario", "replicate"])
+    base = wide.loc[reference]
+    rows = []
+    for m in METRICS:
+        for name in _scenarios(metrics):
+            if name != reference:
+                diff = wide.loc[name, m.name] - base[m.name]
+                rows.append({"metric": m.name, "scenario": name, **_interval(diff)})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def retention_curves(clients: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Kaplan-Meier retention per scenario: dropout is the event, other endings are censored.
+
+    Returns:
+        Columns ``scenario, session, survival, ci_low, ci_high``: the step function from session 0
+        (everyone retained) with its pointwise band, clients of all replicates pooled.
+    """
+    frames = []
+    for name in _scenarios(clients):
+        rows = clients[clients["scenario"] == name]
+        km = kaplan_meier(rows["end_session"], rows["end_type"] == "dropout", level=level)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "scenario": name,
+                    "session": np.concatenate([[0.0], km.times]),
+                    "survival": np.concatenate([[1.0], km.survival]),
+                    "ci_low": np.concatenate([[1.0], km.ci_low]),
+                    "ci_high": np.concatenate([[1.0], km.ci_high]),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def alliance_curves(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Mean alliance at attended sessions and rupture rate, per scenario and weekly slot.
+
+    Returns:
+        Columns ``scenario, session, mean, ci_low, ci_high`` (WAI-SR 12-60, interval over
+        replicates of the replicate means) and ``ruptures_per_100`` (ruptures per 100 clients in
+        therapy that week, mean over replicates).
+    """
+    keys = ["scenario", "replicate", "session"]
+    alliance = sessions[sessions["attended"]].groupby(keys, observed=True)["alliance"].mean()
+    ruptures = 100.0 * sessions.groupby(keys, observed=True)["rupture"].mean()
+    frames = []
+    for name in _scenarios(sessions):
+        by_week = alliance.loc[name].unstack("session")  # (replicates, weeks)
+        ci = mean_ci(by_week.to_numpy(), axis=0)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "scenario": name,
+                    "session": by_week.columns.to_numpy(),
+                    "mean": ci.mean,
+                    "ci_low": ci.low,
+                    "ci_high": ci.high,
+                    "ruptures_per_100": ruptures.loc[name]
+                    .groupby("session")
+                    .mean()
+                    .reindex(by_week.columns)
+                    .to_numpy(),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def format_table(table: pd.DataFrame, differences: pd.DataFrame | None = None, replicates: int | None = None) -> str:
+    """The comparison as text: one line per metric, each scenario's mean [95% CI over replicates].
+
+    Args:
+        table: as from :func:`summary_table`; dropout causes that no scenario shows are left out.
+        differences: as from :func:`paired_differences`, printed below, or None.
+        replicates: the number of replicates, for the heading.
+    """
+    labels = {m.name: (m.label, m.unit) for m in METRICS}
+
+    def cell(row) -> str:
+        metric, mean, low, high = row["metric"], row["mean"], row["ci_low"], row["ci_high"]
+        share = metric.startswith(CAUSE_PREFIX) or "share" in labels.get(metric, ("", ""))[1]
+        if share:
+            fmt = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+        else:
+            fmt = lambda v: f"{v:.2f}"  # noqa: E731
+        if not np.isfinite(mean):
+            return "n/a"
+        interval = f" [{fmt(low)}, {fmt(high)}]" if np.isfinite(low) else ""
+        return fmt(mean) + interval
+
+    def block(frame: pd.DataFrame, heading: str) -> list[str]:
+        names = _scenarios(frame)
+        text = frame.assign(cell=frame.apply(cell, axis=1))
+        wide = text.pivot(index="metric", columns="scenario", values="cell").reindex(frame["metric"].unique())
+        wide = wide[names]
+        metric_labels = [
+            labels[m][0] if m in labels else "dropout: " + m.removeprefix(CAUSE_PREFIX).replace("_", " ")
+            for m in wide.index
+        ]
+        width = max(len(x) for x in metric_labels) + 2
+        cols = [max(len(n), *(len(v) for v in wide[n])) + 2 for n in names]
+        lines = [heading, " " * width + "".join(n.rjust(w) for n, w in zip(names, cols, strict=True))]
+        for label, (_, row) in zip(metric_labels, wide.iterrows(), strict=True):
+            lines.append(label.ljust(width) + "".join(str(v).rjust(w) for v, w in zip(row, cols, strict=True)))
+        return lines
+
+    never = table.groupby("metric", sort=False)["mean"].apply(lambda m: bool((m == 0).all()))
+    table = table[~(table["metric"].str.startswith(CAUSE_PREFIX) & table["metric"].map(never))]  # causes never seen
+    over = f" over {replicates} replicates" if replicates else ""
+    lines = block(table, f"mean [95% CI{over}]")
+    if differences is not None and len(differences):
+        reference = table["scenario"].iloc[0]
+        lines += ["", *block(differences, f"difference from {reference}, paired by replicate [95% CI]")]
+    return "\n".join(lines)

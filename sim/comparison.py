@@ -1,0 +1,151 @@
+"""Scenarios side by side on common random numbers: ``compare("baseline", "low_empathy")``.
+
+Every replicate runs all scenarios as one :class:`sim.engine.Cohort` batch, so they share each
+random draw (clients, therapists, attendance, ruptures, ...): a difference between scenarios is the
+effect of their parameters, not of luck. Sharing draws needs one cohort size and seed, so the run
+settings of the first scenario apply to all unless overridden. The statistics and the figure live in
+:mod:`analysis.compare` and :mod:`analysis.compare_figure`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sim import records
+from sim.engine import Cohort
+from sim.outcomes import cohort_metrics
+from sim.run import client_outcomes
+from sim.scenario import Scenario, ScenarioError, load_scenario
+
+CLIENT_COLUMNS = ["client_id", "end_type", "end_session", "dropout_cause", "sessions_attended"]
+SESSION_COLUMNS = ["client_id", "session", "attended", "alliance"]
+
+
+@dataclass
+class ComparisonResult:
+    """Scenarios compared over replicates on common random numbers.
+
+    Attributes:
+        scenarios: scenario names, in the order given.
+        clients: one row per scenario, replicate and client (end type, end session, dropout cause).
+        sessions: one row per scenario, replicate, client and weekly slot in therapy: attended,
+            alliance (WAI-SR 12-60) and whether a rupture happened.
+        metrics: one row per scenario and replicate, one column per cohort metric
+            (:data:`sim.outcomes.METRICS`).
+        table: ``metric, scenario, mean, ci_low, ci_high``: each metric's mean over replicates with
+            its 95% t-interval, then each dropout cause's share of all clients.
+        settings: clients, therapists, seed and replicates of the runs.
+    """
+
+    scenarios: list[str]
+    clients: pd.DataFrame
+    sessions: pd.DataFrame
+    metrics: pd.DataFrame
+    table: pd.DataFrame
+    settings: dict[str, int]
+
+    def figure(self):
+        """The four-panel comparison figure (a matplotlib Figure)."""
+        from analysis.compare_figure import compare_figure
+
+        s = self.settings
+        title = (
+            f"{' vs '.join(self.scenarios)}: {s['clients']} clients, {s['therapists']} therapists, "
+            f"seed {s['seed']}, {s['replicates']} replicates on common random numbers"
+        )
+        return compare_figure(self.clients, self.sessions, self.table, title=title)
+
+    def text(self) -> str:
+        """The table as printed by ``python -m sim compare``."""
+        from analysis.compare import format_table, paired_differences
+
+        differences = paired_differences(self.metrics, self.scenarios[0]) if len(self.scenarios) > 1 else None
+        return format_table(self.table, differences, self.settings["replicates"])
+
+    def save(self, out: str | Path) -> list[Path]:
+        """Write compare.csv, compare.png and compare.svg into ``out``; return the paths."""
+        from analysis.figures import save
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "compare.csv"
+        self.table.to_csv(path, index=False)
+        return [path, *save(self.figure(), out, "compare")]
+
+
+def _scenario(item: Scenario | str | Path) -> Scenario:
+    return item if isinstance(item, Scenario) else load_scenario(item)
+
+
+def compare(
+    *scenarios: Scenario | str | Path,
+    clients: int | None = None,
+    therapists: int | None = None,
+    seed: int | None = None,
+    replicates: int = 10,
+) -> ComparisonResult:
+    """Run scenarios side by side on common random numbers, over replicates.
+
+    Args:
+        *scenarios: scenario names, paths or :class:`sim.scenario.Scenario` objects.
+        clients, therapists, seed: run settings for all scenarios; by default the first scenario's.
+        replicates: independent cohorts per scenario (replicates 0 .. replicates - 1 of the seed).
+
+    Returns:
+        A :class:`ComparisonResult` with ``.table``, ``.figure()`` and ``.save(out)``.
+
+    Raises:
+        ScenarioError: no scenario, a scenario given twice, a bad name or a bad setting.
+
+    Example:
+        >>> from sim import compare
+        >>> result = compare("baseline", "low_empathy", clients=200, replicates=3)  # doctest: +SKIP
+        >>> result.table.query("metric == 'dropout_rate'")  # doctest: +SKIP
+    """
+    from analysis.compare import summary_table
+
+    if not scenarios:
+        raise ScenarioError("compare needs at least one scenario, e.g. compare('baseline', 'low_empathy').")
+    if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
+        raise ScenarioError(f"replicates = {replicates!r} is not allowed: use an integer of 1 or more.")
+    loaded = [_scenario(s) for s in scenarios]
+    names = [s.name for s in loaded]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ScenarioError(f"scenario {', '.join(twice)} is given twice: name each scenario once.")
+    first = loaded[0].with_settings(clients=clients, therapists=therapists, seed=seed)
+    settings = {"clients": first.clients, "therapists": first.therapists, "seed": first.seed, "replicates": replicates}
+
+    client_frames, session_frames, metric_rows = [], [], []
+    for replicate in range(replicates):
+        cohort = Cohort([s.params for s in loaded], first.clients, first.therapists, first.seed, replicate, record=True)
+        outcomes = client_outcomes(cohort.run())
+        metrics = cohort_metrics(outcomes)
+        for s, name in enumerate(names):
+            keys = {"scenario": name, "replicate": replicate}
+            metric_rows.append({**keys, **{k: float(v[s]) for k, v in metrics.items()}})
+            table = records.clients_table(cohort, outcomes, s)[CLIENT_COLUMNS]
+            client_frames.append(table.assign(**keys))
+            sessions = records.sessions_table(cohort, s)
+            rupture = sessions["event"].str.contains("rupture", regex=False)
+            session_frames.append(sessions[SESSION_COLUMNS].assign(rupture=rupture, **keys))
+
+    def stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        table = pd.concat(frames, ignore_index=True)
+        table["scenario"] = pd.Categorical(table["scenario"], categories=names)
+        first_cols = ["scenario", "replicate"]
+        return table[first_cols + [c for c in table.columns if c not in first_cols]]
+
+    clients_all, sessions_all = stack(client_frames), stack(session_frames)
+    metrics_all = stack([pd.DataFrame(metric_rows)])
+    return ComparisonResult(
+        scenarios=names,
+        clients=clients_all,
+        sessions=sessions_all,
+        metrics=metrics_all,
+        table=summary_table(metrics_all, clients_all),
+        settings=settings,
+    )
