@@ -1,0 +1,160 @@
+"""Figures of a sensitivity experiment, each written as PNG and SVG by :func:`analysis.figures.save`.
+
+Index bar charts with intervals, Morris mu*-sigma plots, grid heatmaps, one-at-a-time ranges and
+output histograms.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.figures import plt, save
+from analysis.sensitivity import replicate_means
+
+# Index columns drawn as bars, with their interval columns, per method.
+BARS = {
+    "sobol": [("S1", "S1_conf", "first order S1"), ("ST", "ST_conf", "total ST")],
+    "fast": [("S1", "S1_conf", "first order S1"), ("ST", "ST_conf", "total ST")],
+    "rbd_fast": [("S1", "S1_conf", "first order S1")],
+    "delta": [("delta", "delta_conf", "delta"), ("S1", "S1_conf", "first order S1")],
+}
+
+
+def _label(manifest: dict[str, Any], output: str) -> tuple[str, str]:
+    """Label and unit of an output, from the manifest's metric table."""
+    meta = manifest.get("metrics", {}).get(output, {})
+    return meta.get("label", output.replace("_", " ")), meta.get("unit", "")
+
+
+def _param_label(name: str) -> str:
+    """A parameter's name with its unit from the registry, if it is a registry parameter."""
+    from sim.parameters import REGISTRY
+
+    param = REGISTRY.get(name)
+    return f"{name} ({param.unit})" if param else name
+
+
+def index_bars(table: pd.DataFrame, bars: list[tuple[str, str, str]], title: str, xlabel: str):
+    """Horizontal bars of each parameter's indices with interval whiskers, largest last index on top."""
+    table = table.sort_values(bars[-1][0], ascending=True, na_position="first")
+    n, k = len(table), len(bars)
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.32 * n * k), constrained_layout=True)
+    y = np.arange(n)
+    height = 0.8 / k
+    for i, (col, conf, label) in enumerate(bars):
+        ax.barh(y + (i - (k - 1) / 2) * height, table[col], height, xerr=table[conf], capsize=2, label=label)
+    ax.set_yticks(y, table["parameter"])
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set(xlabel=xlabel, title=title)
+    ax.legend(frameon=False, loc="lower right")
+    return fig
+
+
+def morris_plot(table: pd.DataFrame, title: str, unit: str):
+    """Morris mu* against sigma, with mu* intervals and the sigma = mu* line."""
+    fig, ax = plt.subplots(figsize=(7, 5.5), constrained_layout=True)
+    ax.errorbar(table["mu_star"], table["sigma"], xerr=table["mu_star_conf"], fmt="o", ms=4, capsize=2)
+    top = float(np.nanmax([table["mu_star"].max(), table["sigma"].max(), 0])) * 1.1 or 1.0
+    ax.plot(
+        [0, top], [0, top], color="grey", ls="--", lw=0.8, label="sigma = mu* (strong interaction or non-linearity)"
+    )
+    # Label the parameters that matter; the crowd near the origin would only overprint.
+    labelled = table[table["mu_star"] >= 0.05 * table["mu_star"].max()]
+    for _, row in labelled.iterrows():
+        ax.annotate(
+            row["parameter"], (row["mu_star"], row["sigma"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
+    ax.set(
+        xlim=(0, top),
+        ylim=(0, top),
+        xlabel=f"mu* (mean |elementary effect|, {unit} per full parameter range)",
+        ylabel=f"sigma (sd of elementary effects, {unit})",
+        title=title,
+    )
+    ax.legend(frameon=False, loc="upper left", fontsize=8)
+    return fig
+
+
+def grid_heatmap(sample: pd.DataFrame, names: list[str], Y: np.ndarray, title: str, label: str):
+    """Mean output over the first two grid parameters (averaged over any others); a line for one."""
+    frame = sample[names].assign(y=Y)
+    fig, ax = plt.subplots(figsize=(6.5, 5.2), constrained_layout=True)
+    if len(names) == 1:
+        means = frame.groupby(names[0], sort=True)["y"].mean()
+        ax.plot(means.index.astype(str) if means.index.dtype == object else means.index, means.to_numpy(), "o-")
+        ax.set(xlabel=_param_label(names[0]), ylabel=label, title=title)
+        return fig
+    table = frame.groupby([names[1], names[0]], sort=True)["y"].mean().unstack(names[0])
+    image = ax.imshow(table.to_numpy(), origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(table.shape[1]), [f"{v:g}" if isinstance(v, float) else str(v) for v in table.columns])
+    ax.set_yticks(range(table.shape[0]), [f"{v:g}" if isinstance(v, float) else str(v) for v in table.index])
+    ax.tick_params(axis="x", labelrotation=45)
+    fig.colorbar(image, ax=ax, label=label)
+    more = f" (mean over {', '.join(names[2:])})" if len(names) > 2 else ""
+    ax.set(xlabel=_param_label(names[0]), ylabel=_param_label(names[1]), title=title + more)
+    return fig
+
+
+def oat_ranges(table: pd.DataFrame, title: str, label: str):
+    """One-at-a-time: the output's range over each parameter's levels, with the base value marked."""
+    table = table.sort_values("effect_range")
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.35 * len(table)), constrained_layout=True)
+    y = np.arange(len(table))
+    ax.barh(y, table["max"] - table["min"], left=table["min"], color="C0", alpha=0.7)
+    ax.axvline(table["base"].iloc[0], color="k", lw=1, label="base value")
+    ax.set_yticks(y, table["parameter"])
+    ax.set(xlabel=label, title=title)
+    ax.legend(frameon=False)
+    return fig
+
+
+def histograms(manifest: dict[str, Any], outputs: pd.DataFrame, names: list[str]):
+    """Histograms of each output over the parameter sets (replicate means)."""
+    cols = min(len(names), 3)
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), constrained_layout=True, squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        Y, _ = replicate_means(outputs, name, manifest["n_sets"])
+        label, unit = _label(manifest, name)
+        ax.hist(Y[~np.isnan(Y)], bins=30, color="C0")
+        ax.set(xlabel=f"{label} ({unit})" if unit else label, ylabel="parameter sets")
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"{manifest['name']}: outputs over {manifest['n_sets']:,} parameter sets")
+    return fig
+
+
+def figures(
+    manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFrame, table: pd.DataFrame, out: Path
+) -> list[Path]:
+    """Every figure of the experiment, written into ``out``; return the paths."""
+    method, spec = manifest["method"], manifest["spec"]
+    names = manifest["problem"]["names"]
+    paths = save(histograms(manifest, outputs, spec["outputs"]), out, "histograms")
+    for output in spec["outputs"]:
+        label, unit = _label(manifest, output)
+        full = f"{label} ({unit})" if unit else label
+        rows = table[table["output"] == output]
+        if "parameter_2" in rows:
+            rows = rows[rows["parameter_2"].isna()]
+        title = f"{manifest['name']}: {label}"
+        if method in BARS:
+            if rows[BARS[method][0][0]].isna().all():
+                continue
+            share = "share of output variance" if method != "delta" else "index"
+            fig = index_bars(rows, BARS[method], title, f"{method} index ({share})")
+        elif method == "morris":
+            if rows["mu_star"].isna().all():
+                continue
+            fig = morris_plot(rows, title, unit or "output units")
+        elif method == "grid":
+            Y, _ = replicate_means(outputs, output, manifest["n_sets"])
+            fig = grid_heatmap(sample, names, Y, title, full)
+        else:
+            fig = oat_ranges(rows, title, full)
+        paths += save(fig, out, f"{method}_{output}")
+    return paths

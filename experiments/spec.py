@@ -1,0 +1,447 @@
+"""Experiment specs: TOML files that declare a sweep, validated against the parameter registry.
+
+A spec looks like::
+
+    name = "sobol_dropout"
+    description = "one line"
+    method = "sobol"                  # sobol, morris, fast, rbd_fast, delta, grid, oat
+    scenario = "baseline"             # the world the sweep starts from (name in scenarios/ or path)
+    outputs = ["dropout_rate", "recovery_rate"]
+    N = 1024                          # base sample size (not used by grid and oat)
+    replicates = 1
+    clients = 500                     # default: the scenario's [run] settings
+    therapists = 25
+    seed = 20261122
+    chunk_size = 256                  # parameter sets per engine call
+
+    [options]                         # method settings, e.g. calc_second_order, num_resamples
+    [fixed]                           # parameters held at a value for every run
+    [parameters.therapist_empathy_mean]
+    low = 0.2                         # optional narrowing within the registry range
+    high = 0.9
+    distribution = "triang"           # unif (default), triang (peak), norm / lognorm (mean, sd)
+
+Loading refuses anything else with one message naming the file, the key and what is allowed
+(:class:`SpecError`). docs/experiments.md describes every key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sim import parameters
+from sim.outcomes import METRICS
+from sim.parameters import ParameterError
+from sim.scenario import Scenario, ScenarioError, load_scenario
+
+SPEC_DIR = Path(__file__).resolve().parent
+METHODS = ("sobol", "morris", "fast", "rbd_fast", "delta", "grid", "oat")
+SAMPLED = ("sobol", "morris", "fast", "rbd_fast", "delta")  # SALib draws the sample
+DISTRIBUTIONS = ("unif", "triang", "norm", "lognorm")
+OUTPUTS = tuple(m.name for m in METRICS)
+TOP_KEYS = (
+    "name",
+    "description",
+    "method",
+    "scenario",
+    "outputs",
+    "N",
+    "replicates",
+    "clients",
+    "therapists",
+    "seed",
+    "chunk_size",
+    "options",
+    "fixed",
+    "parameters",
+)
+FACTOR_KEYS = ("low", "high", "distribution", "peak", "mean", "sd", "levels", "steps")
+# Method settings and their defaults; the SALib analyser of the same name documents each.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "sobol": {"calc_second_order": True, "num_resamples": 1000, "conf_level": 0.95},
+    "morris": {"num_levels": 4, "num_resamples": 1000, "conf_level": 0.95},
+    "fast": {"M": 4, "num_resamples": 1000, "conf_level": 0.95},
+    "rbd_fast": {"M": 10, "num_resamples": 1000, "conf_level": 0.95},
+    "delta": {"num_resamples": 100, "conf_level": 0.95},
+    "grid": {},
+    "oat": {},
+}
+ANALYSIS_OPTIONS = ("num_resamples", "conf_level")  # change the indices, not the runs
+LIMITS = {"N": (2, 10_000_000), "replicates": (1, 10_000), "chunk_size": (1, 1_000_000)}
+DEFAULT_CHUNK_SIZE = 256
+
+
+class SpecError(ValueError):
+    """An experiment spec that cannot be used; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One varied parameter.
+
+    Attributes:
+        name: the parameter's registry name (any name in tests that bypass the registry).
+        kind: "float", "int" or "choice", as in the registry.
+        low, high: range sampled (numbers only), within the registry range.
+        choices: the choices sampled (choice parameters only).
+        distribution: one of :data:`DISTRIBUTIONS`, truncated to [low, high].
+        peak: mode of a triangular distribution.
+        mean, sd: location and spread of norm (value scale) or lognorm (log scale).
+        levels: the values a grid or oat experiment sets.
+    """
+
+    name: str
+    kind: str = "float"
+    low: float = 0.0
+    high: float = 1.0
+    choices: tuple[str, ...] = ()
+    distribution: str = "unif"
+    peak: float | None = None
+    mean: float | None = None
+    sd: float | None = None
+    levels: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A validated experiment.
+
+    Attributes:
+        name, description: text from the file.
+        method: one of :data:`METHODS`.
+        factors: the varied parameters, in file order.
+        outputs: the metrics analysed (every metric is stored).
+        N: base sample size (None for grid and oat).
+        replicates, clients, therapists, seed, chunk_size: run settings.
+        scenario: the scenario's name.
+        base: every parameter value before the sample sets the factors.
+        options: method settings, defaults filled in.
+        path: the file it came from, if any.
+    """
+
+    name: str
+    method: str
+    factors: tuple[Factor, ...]
+    outputs: tuple[str, ...]
+    N: int | None
+    replicates: int
+    clients: int
+    therapists: int
+    seed: int
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    scenario: str = ""
+    base: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    path: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything that decides the sample and the outputs, as JSON-ready data."""
+        data = asdict(self)
+        data.pop("path")
+        data.pop("description")
+        return data
+
+    def run_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the settings that only the analysis reads; see :func:`run_part`."""
+        return run_part(self.to_dict())
+
+    def digest(self) -> str:
+        """A SHA-256 hash of :meth:`run_dict`; stored outputs belong to exactly one digest."""
+        text = json.dumps(self.run_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_part(data: dict[str, Any]) -> dict[str, Any]:
+    """Spec data (as from ``to_dict``) without outputs and bootstrap settings, which change no run."""
+    data = {k: v for k, v in data.items() if k != "outputs"}
+    data["options"] = {k: v for k, v in data.get("options", {}).items() if k not in ANALYSIS_OPTIONS}
+    return data
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """The file for a spec name (looked up in experiments/) or path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml" and not path.exists():
+        path = SPEC_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in SPEC_DIR.glob("*.toml")))
+        raise SpecError(f"no experiment spec {str(path)!r}: give a path to a .toml file or one of: {known}.")
+    return path
+
+
+def load_spec(name_or_path: str | Path) -> ExperimentSpec:
+    """Load and validate an experiment spec by name (from experiments/) or path.
+
+    Raises:
+        SpecError: a missing file, a TOML syntax error, an unknown key or method, parameter or
+            output, a wrong type, or a range outside the registry's, with a message naming the
+            file, the key and what is allowed.
+    """
+    path = resolve_path(name_or_path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: not valid TOML: {err}. Check quotes, brackets and '=' on that line.") from None
+    return from_dict(data, path)
+
+
+def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSpec:
+    """Validate spec data as read from TOML; see :func:`load_spec`."""
+    path = Path(path)
+    for key in data:
+        if key not in TOP_KEYS:
+            raise SpecError(f"{path}: unknown key {key!r}. Allowed top-level keys: {', '.join(TOP_KEYS)}.")
+    method = data.get("method")
+    if method is None:
+        raise SpecError(f'{path}: method is missing: add e.g. method = "sobol" (one of {", ".join(METHODS)}).')
+    if method not in METHODS:
+        raise SpecError(f"{path}: method = {method!r} is not known: use one of {', '.join(METHODS)}.")
+    scenario = _scenario(data, path)
+    fixed = _table(data, "fixed", path)
+    try:
+        fixed = parameters.validate(fixed, f"{path}, [fixed]")
+        scenario = scenario.with_settings(
+            clients=data.get("clients"), therapists=data.get("therapists"), seed=data.get("seed"), where=str(path)
+        )
+    except (ParameterError, ScenarioError) as err:
+        raise SpecError(str(err)) from None
+    factors = _factors(data, method, path)
+    both = sorted(set(fixed) & {f.name for f in factors})
+    if both:
+        raise SpecError(f"{path}: {', '.join(both)} is both in [fixed] and [parameters]; keep it in one of them.")
+    options = _options(data, method, path)
+    N = _sample_size(data, method, factors, options, path)
+    return ExperimentSpec(
+        name=_text(data, "name", path) or path.stem,
+        description=_text(data, "description", path),
+        method=method,
+        factors=factors,
+        outputs=_outputs(data, path),
+        N=N,
+        replicates=_integer(data, "replicates", 1, path),
+        clients=scenario.clients,
+        therapists=scenario.therapists,
+        seed=scenario.seed,
+        chunk_size=_integer(data, "chunk_size", DEFAULT_CHUNK_SIZE, path),
+        scenario=scenario.name,
+        base={**scenario.params, **fixed},
+        options=options,
+        path=path,
+    )
+
+
+def _text(data, key, path) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        raise SpecError(f"{path}: {key} = {value!r} must be a string.")
+    return value
+
+
+def _table(data, key, path) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise SpecError(f"{path}: {key!r} must be a table, written [{key}].")
+    return value
+
+
+def _integer(data, key, default, path) -> int:
+    value = data.get(key, default)
+    low, high = LIMITS[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(f"{path}: {key} = {value!r} is not allowed: use an integer in [{low}, {high:,}].")
+    return value
+
+
+def _scenario(data, path) -> Scenario:
+    name = data.get("scenario", "baseline")
+    if not isinstance(name, str):
+        raise SpecError(f"{path}: scenario = {name!r} must be a scenario name or a path, as a string.")
+    beside = path.parent / name
+    try:
+        return load_scenario(beside if beside.suffix == ".toml" and beside.is_file() else name)
+    except ScenarioError as err:
+        raise SpecError(f"{path}: scenario = {name!r}: {err}") from None
+
+
+def _outputs(data, path) -> tuple[str, ...]:
+    outputs = data.get("outputs", list(OUTPUTS))
+    if isinstance(outputs, str):
+        outputs = [outputs]
+    if not isinstance(outputs, list) or not outputs:
+        raise SpecError(f"{path}: outputs must be a non-empty list of metric names, e.g. outputs = ['dropout_rate'].")
+    for name in outputs:
+        if name not in OUTPUTS:
+            raise SpecError(f"{path}: unknown output {name!r} in outputs. Allowed: {', '.join(OUTPUTS)}.")
+    return tuple(dict.fromkeys(outputs))
+
+
+def _options(data, method, path) -> dict[str, Any]:
+    given = _table(data, "options", path)
+    allowed = OPTIONS[method]
+    for key, value in given.items():
+        if key not in allowed:
+            names = ", ".join(allowed) or "none"
+            raise SpecError(f"{path}: unknown key {key!r} in [options] for method {method!r}. Allowed: {names}.")
+        default = allowed[key]
+        if type(value) is not type(default) and not (isinstance(default, float) and type(value) is int):
+            raise SpecError(f"{path}: [options] {key} = {value!r} must be like {default!r}.")
+    options = {**allowed, **given}
+    if "conf_level" in options and not 0 < options["conf_level"] < 1:
+        raise SpecError(f"{path}: [options] conf_level = {options['conf_level']} must lie strictly between 0 and 1.")
+    for key in ("num_resamples", "num_levels", "M"):
+        if key in options and options[key] < (2 if key == "num_levels" else 1):
+            raise SpecError(f"{path}: [options] {key} = {options[key]} is too small.")
+    if method == "morris" and options["num_levels"] % 2:
+        raise SpecError(f"{path}: [options] num_levels = {options['num_levels']} must be even (e.g. 4).")
+    return options
+
+
+def _sample_size(data, method, factors, options, path) -> int | None:
+    if method not in SAMPLED:
+        if "N" in data:
+            raise SpecError(f"{path}: N is not used by method {method!r}: the levels of each parameter set the runs.")
+        return None
+    if "N" not in data:
+        raise SpecError(f"{path}: N (the base sample size) is missing; method {method!r} needs it, e.g. N = 1024.")
+    N = _integer(data, "N", None, path)
+    if method == "sobol":
+        if N & (N - 1):
+            raise SpecError(f"{path}: N = {N} must be a power of 2 for sobol (e.g. {2 ** round(math.log2(N))}).")
+        if len(factors) < 2:
+            raise SpecError(f"{path}: sobol needs at least two [parameters.NAME] tables.")
+    if method == "fast" and N <= 4 * options["M"] ** 2:
+        raise SpecError(f"{path}: N = {N} is too small for fast: it must exceed 4 M^2 = {4 * options['M'] ** 2}.")
+    if method == "rbd_fast" and N <= 2 * options["M"]:
+        raise SpecError(f"{path}: N = {N} is too small for rbd_fast: it must exceed 2 M = {2 * options['M']}.")
+    return N
+
+
+def _factors(data, method, path) -> tuple[Factor, ...]:
+    table = _table(data, "parameters", path)
+    if not table:
+        raise SpecError(f"{path}: no parameters to vary: add a table [parameters.NAME] per parameter.")
+    factors = []
+    for name, settings in table.items():
+        where = f"{path}, [parameters.{name}]"
+        try:
+            param = parameters.lookup(name, where)
+        except ParameterError as err:
+            raise SpecError(str(err)) from None
+        if not isinstance(settings, dict):
+            raise SpecError(f"{where}: write the parameter as a table, [parameters.{name}], even if empty.")
+        factors.append(_factor(param, settings, method, where))
+    return tuple(factors)
+
+
+def _factor(param, settings: dict[str, Any], method: str, where: str) -> Factor:
+    for key in settings:
+        if key not in FACTOR_KEYS:
+            raise SpecError(f"{where}: unknown key {key!r}. Allowed: {', '.join(FACTOR_KEYS)}.")
+    gridded = method in ("grid", "oat")
+    if gridded:
+        for key in ("distribution", "peak", "mean", "sd"):
+            if key in settings:
+                raise SpecError(f"{where}: {key} is not used by {method}: set levels = [...] or steps = n.")
+    elif "steps" in settings:
+        raise SpecError(f"{where}: steps is only for grid and oat; {method} draws values from low..high.")
+    if param.kind == "choice":
+        return _choice_factor(param, settings, gridded, where)
+    low = _bound(param, settings, "low", param.low, where)
+    high = _bound(param, settings, "high", param.high, where)
+    if low >= high:
+        raise SpecError(f"{where}: low = {low:g} must be below high = {high:g}.")
+    factor = Factor(param.name, param.kind, low, high)
+    if gridded:
+        return Factor(param.name, param.kind, low, high, levels=_levels(param, settings, low, high, where))
+    if "levels" in settings:
+        raise SpecError(f"{where}: levels is only for grid and oat; {method} draws values from low..high.")
+    dist = settings.get("distribution", "unif")
+    if dist not in DISTRIBUTIONS:
+        raise SpecError(f"{where}: distribution = {dist!r} is not known: use one of {', '.join(DISTRIBUTIONS)}.")
+    if dist != "unif" and (param.kind != "float" or method == "morris"):
+        why = "integer parameters" if param.kind != "float" else "morris (its grid of levels is uniform)"
+        raise SpecError(f"{where}: distribution = {dist!r} is not available for {why}; remove it (unif is used).")
+    needed = {"unif": (), "triang": ("peak",), "norm": ("mean", "sd"), "lognorm": ("mean", "sd")}[dist]
+    for key in ("peak", "mean", "sd"):
+        if key in settings and key not in needed:
+            raise SpecError(f"{where}: {key} is not used by distribution {dist!r}; it takes {needed or 'no settings'}.")
+    values = {}
+    for key in needed:
+        value = settings.get(key, (low + high) / 2 if key == "peak" else None)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SpecError(f"{where}: distribution {dist!r} needs {key} = a number.")
+        values[key] = float(value)
+    if "peak" in values and not low <= values["peak"] <= high:
+        raise SpecError(f"{where}: peak = {values['peak']:g} must lie within [{low:g}, {high:g}].")
+    if "sd" in values and values["sd"] <= 0:
+        raise SpecError(f"{where}: sd = {values['sd']:g} must be above 0.")
+    factor = Factor(factor.name, factor.kind, low, high, distribution=dist, **values)
+    from experiments.sampling import mass_in_range  # sampling imports this module
+
+    if mass_in_range(factor) < 1e-3:
+        raise SpecError(
+            f"{where}: distribution {dist!r} puts almost none of its mass inside [{low:g}, {high:g}], "
+            "where it is truncated; move mean into the range or widen sd (lognorm's mean and sd are on the log scale)."
+        )
+    return factor
+
+
+def _bound(param, settings, key, default, where) -> float:
+    value = settings.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"{where}: {key} = {value!r} must be a number.")
+    if not param.low <= value <= param.high:
+        raise SpecError(
+            f"{where}: {key} = {value:g} is outside the registry range of {param.name}, "
+            f"[{param.low:g}, {param.high:g}] ({param.unit}); narrow the range within it."
+        )
+    if param.kind == "int" and value != int(value):
+        raise SpecError(f"{where}: {key} = {value:g} must be an integer for {param.name}.")
+    return int(value) if param.kind == "int" else float(value)
+
+
+def _levels(param, settings, low, high, where) -> tuple[Any, ...]:
+    if ("levels" in settings) == ("steps" in settings):
+        raise SpecError(f"{where}: give either levels = [v1, v2, ...] or steps = n (n values from low to high).")
+    if "steps" in settings:
+        steps = settings["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= 10_000:
+            raise SpecError(f"{where}: steps = {steps!r} must be an integer from 2 to 10,000.")
+        values = [round(low + (high - low) * i / (steps - 1), 12) for i in range(steps)]
+        if param.kind == "int":
+            values = sorted({round(v) for v in values})
+        return tuple(values)
+    levels = settings["levels"]
+    if not isinstance(levels, list) or not levels:
+        raise SpecError(f"{where}: levels must be a non-empty list, e.g. levels = [0.2, 0.5, 0.8].")
+    try:
+        checked = [param.validate(v, where) for v in levels]
+    except ParameterError as err:
+        raise SpecError(f"{err} (in levels)") from None
+    if len(set(checked)) != len(checked):
+        raise SpecError(f"{where}: levels repeat a value; list each level once.")
+    return tuple(checked)
+
+
+def _choice_factor(param, settings, gridded, where) -> Factor:
+    for key in settings:
+        if key != "levels":
+            raise SpecError(f"{where}: {param.name} is a choice; it takes only levels = [...] ({param.allowed}).")
+    levels = settings.get("levels", list(param.choices))
+    if not isinstance(levels, list) or not levels:
+        raise SpecError(f"{where}: levels must be a non-empty list: {param.allowed}.")
+    try:
+        checked = tuple(param.validate(v, where) for v in levels)
+    except ParameterError as err:
+        raise SpecError(f"{err} (in levels)") from None
+    if not gridded and len(checked) < 2:
+        raise SpecError(f"{where}: list at least two choices to vary, or move {param.name} to [fixed].")
+    return Factor(param.name, "choice", choices=checked, levels=checked if gridded else ())

@@ -1,0 +1,155 @@
+"""Sensitivity indices through the runner and analysis, checked on functions with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from SALib.test_functions import Ishigami
+
+from analysis.__main__ import main as analysis_main
+from analysis.sensitivity import analysis_seed, replicate_means
+from experiments import ExperimentSpec, Factor, run_experiment
+from experiments.spec import OPTIONS
+
+# Ishigami & Homma (1990) with a = 7, b = 0.1: analytic first-order and total indices.
+ISHIGAMI_S1 = {"x1": 0.3139, "x2": 0.4424, "x3": 0.0}
+ISHIGAMI_ST = {"x1": 0.5576, "x2": 0.4424, "x3": 0.2437}
+ISHIGAMI_S13 = 0.2437
+
+
+def ishigami(param_sets, n_clients, n_therapists, seed, replicate):
+    """The runner's evaluator signature, with the model swapped for the Ishigami function."""
+    X = np.array([[p["x1"], p["x2"], p["x3"]] for p in param_sets])
+    return {"y": Ishigami.evaluate(X)}
+
+
+def linear(param_sets, n_clients, n_therapists, seed, replicate):
+    """y = 2 x1 + x2."""
+    return {"y": np.array([2 * p["x1"] + p["x2"] for p in param_sets])}
+
+
+def noisy_linear(param_sets, n_clients, n_therapists, seed, replicate):
+    """y = 2 x1 + x2 + noise with sd 0.5 that depends only on (seed, replicate, x): chunk-invariant."""
+    x = np.array([[p["x1"], p["x2"]] for p in param_sets])
+    noise = [np.random.default_rng([seed, replicate, int(a * 1e9), int(b * 1e9)]).normal(0, 0.5) for a, b in x]
+    return {"y": 2 * x[:, 0] + x[:, 1] + np.asarray(noise)}
+
+
+def spec_for(method, N, factors, options=None, replicates=1, chunk_size=500):
+    return ExperimentSpec(
+        name=f"test_{method}",
+        method=method,
+        factors=tuple(factors),
+        outputs=("y",),
+        N=N,
+        replicates=replicates,
+        clients=1,
+        therapists=1,
+        seed=20261122,
+        chunk_size=chunk_size,
+        options={**OPTIONS[method], **(options or {})},
+    )
+
+
+PI_FACTORS = [Factor(f"x{i}", low=-math.pi, high=math.pi) for i in (1, 2, 3)]
+
+
+def run(tmp_path, spec, evaluator=ishigami) -> pd.DataFrame:
+    run_experiment(spec, tmp_path / spec.name, "serial", evaluator=evaluator, progress=False)
+    return pd.read_csv(tmp_path / spec.name / "indices.csv")
+
+
+def test_sobol_recovers_the_ishigami_indices(tmp_path):
+    spec = spec_for("sobol", 2048, PI_FACTORS, {"num_resamples": 200})
+    table = run(tmp_path, spec)
+    single = table[table["parameter_2"].isna()].set_index("parameter")
+    for name in ISHIGAMI_S1:
+        assert single.loc[name, "S1"] == pytest.approx(ISHIGAMI_S1[name], abs=0.05), f"S1 of {name}"
+        assert single.loc[name, "ST"] == pytest.approx(ISHIGAMI_ST[name], abs=0.05), f"ST of {name}"
+        assert 0 < single.loc[name, "S1_conf"] < 0.1, f"S1 interval of {name}"
+    pairs = table[table["parameter_2"].notna()].set_index(["parameter", "parameter_2"])
+    assert pairs.loc[("x1", "x3"), "S2"] == pytest.approx(ISHIGAMI_S13, abs=0.08)
+    assert abs(pairs.loc[("x1", "x2"), "S2"]) < 0.08
+    assert (tmp_path / spec.name / "figures" / "sobol_y.png").is_file()
+    assert (tmp_path / spec.name / "figures" / "sobol_y.svg").is_file()
+
+
+@pytest.mark.filterwarnings("ignore:FAST confidence intervals")  # SALib: FAST intervals are indicative only
+@pytest.mark.parametrize(("method", "N"), [("fast", 1024), ("rbd_fast", 2048)])
+def test_other_methods_recover_ishigami_first_order(tmp_path, method, N):
+    table = run(tmp_path, spec_for(method, N, PI_FACTORS, {"num_resamples": 20})).set_index("parameter")
+    for name, s1 in ISHIGAMI_S1.items():
+        assert table.loc[name, "S1"] == pytest.approx(s1, abs=0.08), f"{method} S1 of {name}"
+
+
+def test_delta_runs_and_separates_influential_factors(tmp_path):
+    # The delta method's S1 estimator is rough at small N; check what it reliably shows.
+    table = run(tmp_path, spec_for("delta", 512, PI_FACTORS, {"num_resamples": 10})).set_index("parameter")
+    assert (table["delta"] > 0.05).all() and (table["delta_conf"] > 0).all()
+    assert table.loc["x3", "S1"] < 0.05 < min(table.loc["x1", "S1"], table.loc["x2", "S1"])
+
+
+def test_morris_ranks_ishigami_factors(tmp_path):
+    table = run(tmp_path, spec_for("morris", 50, PI_FACTORS, {"num_resamples": 100})).set_index("parameter")
+    assert table["mu_star"].idxmax() == "x1", "x1 has the largest effect"
+    assert table.loc["x3", "sigma"] > table.loc["x3", "mu"], "x3 acts only through its interaction with x1"
+    assert (table["mu_star_conf"] > 0).all()
+    assert (tmp_path / "test_morris" / "figures" / "morris_y.png").is_file()
+
+
+def test_grid_main_effects_of_an_additive_function(tmp_path):
+    factors = [Factor("x1", levels=(0.0, 0.5, 1.0)), Factor("x2", levels=(0.0, 0.5, 1.0))]
+    table = run(tmp_path, spec_for("grid", None, factors), linear).set_index("parameter")
+    # Var(2 x1) / Var(2 x1 + x2) = 4 / 5 and 1 / 5 on this grid.
+    assert table.loc["x1", "S1"] == pytest.approx(0.8)
+    assert table.loc["x2", "S1"] == pytest.approx(0.2)
+    assert table.loc["x1", "effect_range"] == pytest.approx(2.0)
+    assert (tmp_path / "test_grid" / "figures" / "grid_y.png").is_file()
+
+
+def test_replicate_noise_is_reported_beside_the_indices(tmp_path):
+    factors = [Factor("x1"), Factor("x2")]
+    table = run(tmp_path, spec_for("sobol", 256, factors, {"num_resamples": 50}, replicates=4), noisy_linear)
+    row = table.iloc[0]
+    assert row["replicates"] == 4
+    assert row["replicate_sd"] == pytest.approx(0.5, rel=0.1), "noise sd is 0.5"
+    # Var(2 x1 + x2) = 5 / 12 for uniform x; noise in a 4-replicate mean: 0.25 / 4.
+    expected = (0.25 / 4) / (5 / 12 + 0.25 / 4)
+    assert row["noise_share"] == pytest.approx(expected, abs=0.05)
+
+
+def test_replicate_means_without_replicates():
+    outputs = pd.DataFrame({"set": [0, 1, 2], "replicate": [0, 0, 0], "y": [1.0, 2.0, 4.0]})
+    means, noise = replicate_means(outputs, "y", 3)
+    assert means.tolist() == [1.0, 2.0, 4.0]
+    assert noise["replicates"] == 1 and np.isnan(noise["noise_share"])
+
+
+def test_analysis_seed_is_never_zero():
+    assert all(analysis_seed(s) > 0 for s in range(200))
+    assert analysis_seed(5) == analysis_seed(5)
+
+
+def test_analysis_cli_remakes_indices_and_figures(tmp_path, capsys):
+    spec = spec_for("sobol", 64, PI_FACTORS, {"num_resamples": 20})
+    out = tmp_path / spec.name
+    first = run(tmp_path, spec)
+    (out / "indices.csv").unlink()
+    for path in (out / "figures").iterdir():
+        path.unlink()
+    assert analysis_main(["sensitivity", str(out)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "indices.csv"), first)
+    assert {p.name for p in (out / "figures").iterdir()} >= {"histograms.png", "histograms.svg", "sobol_y.png"}
+
+
+def test_analysis_of_an_incomplete_directory_says_how_to_finish(tmp_path, capsys):
+    spec = spec_for("sobol", 64, PI_FACTORS, chunk_size=100)
+    out = tmp_path / spec.name
+    run_experiment(spec, out, "serial", evaluator=ishigami, progress=False, analyse=False)
+    (out / "chunks" / "chunk-00001.parquet").unlink()
+    assert analysis_main(["sensitivity", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 6 chunks are missing" in err and "python -m experiments run" in err
