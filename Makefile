@@ -20,7 +20,7 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 demo: $(VENV)/.installed  ## run the baseline scenario into results/demo/
 	$(RUN) -m sim run baseline --out results/demo
 
-test: $(VENV)/.installed-dev  ## the whole test suite
+test: $(VENV)/.installed-dev $(VENV)/.chromium  ## the whole test suite
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev  ## ruff check and format check
@@ -39,3 +39,53 @@ bench: $(VENV)/.installed  ## speed figures (see docs/performance.md)
 
 clean:
 	rm -rf results .pytest_cache .ruff_cache
+
+# ── sensitivity experiments (docs/experiments.md); results land in results/<spec name>/ ────────
+EXECUTOR ?= processes
+WORKERS ?=
+SPEC ?= experiments/sobol_dropout.toml
+SWEEP_ARGS = --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS))
+
+.PHONY: sobol morris grid sweep
+
+sobol: $(VENV)/.installed  ## Sobol indices of dropout and outcomes (experiments/sobol_dropout.toml)
+	$(RUN) -m experiments run experiments/sobol_dropout.toml $(SWEEP_ARGS)
+
+morris: $(VENV)/.installed  ## Morris screening of the free parameters (experiments/morris_screening.toml)
+	$(RUN) -m experiments run experiments/morris_screening.toml $(SWEEP_ARGS)
+
+grid: $(VENV)/.installed  ## empathy x humility heatmaps (experiments/grid_empathy_humility.toml)
+	$(RUN) -m experiments run experiments/grid_empathy_humility.toml $(SWEEP_ARGS)
+
+sweep: $(VENV)/.installed  ## any spec: make sweep SPEC=experiments/x.toml EXECUTOR=dask WORKERS=4
+	$(RUN) -m experiments run $(SPEC) $(SWEEP_ARGS)
+
+# ── credibility: published facts (docs/validation.md) and calibration (docs/calibration.md) ─────
+.PHONY: validate validate-strict calibrate
+
+validate: $(VENV)/.installed  ## every published fact against the baseline: results/validate/, docs/validation.md
+	$(RUN) -m analysis validate --out results/validate
+
+validate-strict: $(VENV)/.installed  ## the same, exiting non-zero when a calibration fact misses its band
+	$(RUN) -m analysis validate --out results/validate --strict
+
+calibrate: $(VENV)/.installed  ## fit the free parameters to the calibration facts: sim/calibrated.toml, docs/calibration.md
+	$(RUN) -m analysis calibrate
+
+# ── interactive app (sim/app.py) and the browser it is tested in ─────────────────────────────────
+.PHONY: app
+
+# the viz extra pins solara, solara-assets and ipyvuetify so the app renders offline (no CDN)
+$(VENV)/.installed-viz: pyproject.toml $(VENV)/.installed
+	$(RUN) -m pip install --quiet -e ".[viz]"
+	touch $@
+
+app: $(VENV)/.installed-viz  ## Mesa SolaraViz app on http://127.0.0.1:8765 (binds to localhost only)
+	$(RUN) -m solara run sim/app.py --host 127.0.0.1 --port 8765 --production
+
+# Debian's chromium for tests/test_app.py (Playwright drives it by path; never `playwright install`).
+# CI runs as root with apt; elsewhere a failed install only warns, and the browser test skips.
+$(VENV)/.chromium: | $(VENV)/.installed
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
+		|| { test -z "$$CI" && echo "chromium not installed: the browser test in tests/test_app.py will skip"; }
+	if command -v chromium >/dev/null; then touch $@; fi

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # figures are written to files; no display is needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from analysis.compare import CAUSE_PREFIX, CAUSES, OUTCOME_BARS, alliance_curves, retention_curves  # noqa: E402
+from analysis.compare import CAUSE_PREFIX, CAUSES, OUTCOME_BARS, alliance_curves, retention_curves
 
 OUTCOME_LABELS = {
     "recovery_rate": "recovery",

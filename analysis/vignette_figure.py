@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # figures are written to files; no display is needed
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from analysis.vignette import client_row  # noqa: E402
-from sim.dynamics import CASENESS  # noqa: E402
-from sim.outcomes import RELIABLE_CHANGE  # noqa: E402
+from analysis.vignette import client_row
+from sim.dynamics import CASENESS
+from sim.outcomes import RELIABLE_CHANGE
 
 # Rows of the session strip: label, event name in the sessions table, marker, colour.
 STRIP = (
