@@ -221,13 +221,8 @@ class RefClient(mesa.Agent):
         self.bond_target = clip(
             p["bond_base"] + p["bond_empathy_weight"] * perceived - p["avoidant_trust_penalty"] * avoidance, 0.0, 1.0
         )
-        self.bond_speed = clip(
-            p["bond_rate"]
-            * (1.0 + p["anxious_bond_speedup"] * anxiety)
-            * (1.0 - p["avoidant_bond_slowdown"] * avoidance),
-            0.0,
-            1.0,
-        )
+        sessions_worth = (1.0 + p["anxious_bond_speedup"] * anxiety) * (1.0 - p["avoidant_bond_slowdown"] * avoidance)
+        self.bond_speed = 1.0 - (1.0 - p["bond_rate"]) ** sessions_worth
         self.goal_target = clip(p["agreement_base"] + p["goal_readiness_weight"] * self.readiness, 0.0, 1.0)
         self.task_target = clip(p["agreement_base"] + p["task_competence_weight"] * t.competence, 0.0, 1.0)
         self.trust = 1.0 - 0.5 * avoidance

@@ -14,16 +14,7 @@ from pathlib import Path
 from experiments.executors import EXECUTORS
 from experiments.spec import SpecError, load_spec
 from experiments.store import StoreError, done_chunks
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+from sim.cli import positive_int
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,7 +24,7 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run (or resume) an experiment spec", description="Run or resume a spec.")
     run.add_argument("spec", help="a spec file, or a name in experiments/ (e.g. sobol_dropout)")
     run.add_argument("--executor", choices=EXECUTORS, default="processes", help="where chunks run (default processes)")
-    run.add_argument("--workers", type=_positive, default=None, help="worker processes (default: all cores)")
+    run.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
     run.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
     run.add_argument("--out", type=Path, default=None, help="results directory (default results/<spec name>)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")

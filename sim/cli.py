@@ -19,24 +19,24 @@ from sim.scenario import ScenarioError, list_scenarios, load_scenario
 USER_ERRORS = (ScenarioError, ParameterError, VignetteError)
 
 
-def _positive(text: str) -> int:
+def _integer(text: str, lowest: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"{value} must be at least {lowest}")
     return value
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
-    return value
+def positive_int(text: str) -> int:
+    """Argument type: an integer of 1 or more (clients, therapists, replicates, workers)."""
+    return _integer(text, 1)
+
+
+def seed_int(text: str) -> int:
+    """Argument type: a seed, an integer of 0 or more."""
+    return _integer(text, 0)
 
 
 def write_run(result, out: Path) -> list[Path]:
@@ -148,9 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a scenario and write its tables and figures")
     run.add_argument("scenario", help="a scenario name from scenarios/ or a path to a .toml file")
-    run.add_argument("--clients", type=_positive, help="clients in the cohort")
-    run.add_argument("--therapists", type=_positive, help="therapists in the cohort")
-    run.add_argument("--seed", type=_seed, help="the run's seed")
+    run.add_argument("--clients", type=positive_int, help="clients in the cohort")
+    run.add_argument("--therapists", type=positive_int, help="therapists in the cohort")
+    run.add_argument("--seed", type=seed_int, help="the run's seed")
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="change a parameter")
     run.add_argument("--out", required=True, help="directory for the outputs")
     run.set_defaults(func=cmd_run)
@@ -159,10 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument(
         "scenarios", nargs="+", metavar="SCENARIO", help="scenario names or paths, e.g. baseline low_empathy"
     )
-    comp.add_argument("--clients", type=_positive, help="clients per cohort (default: the first scenario's)")
-    comp.add_argument("--therapists", type=_positive, help="therapists per cohort (default: the first scenario's)")
-    comp.add_argument("--seed", type=_seed, help="the seed shared by all scenarios (default: the first scenario's)")
-    comp.add_argument("--replicates", type=_positive, default=10, help="independent cohorts per scenario (default 10)")
+    comp.add_argument("--clients", type=positive_int, help="clients per cohort (default: the first scenario's)")
+    comp.add_argument("--therapists", type=positive_int, help="therapists per cohort (default: the first scenario's)")
+    comp.add_argument("--seed", type=seed_int, help="the seed shared by all scenarios (default: the first scenario's)")
+    comp.add_argument("--replicates", type=positive_int, default=10, help="cohorts per scenario (default 10)")
     comp.add_argument("--out", required=True, help="directory for compare.csv, compare.png and compare.svg")
     comp.set_defaults(func=cmd_compare)
 
@@ -171,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     which = vig.add_mutually_exclusive_group()
     which.add_argument("--client", type=int, default=0, metavar="ID", help="the client's id (default 0)")
     which.add_argument("--pick", choices=list(PICKS), help="the first client (lowest id) whose course ended this way")
-    vig.add_argument("--clients", type=_positive, help="clients in the cohort")
-    vig.add_argument("--seed", type=_seed, help="the run's seed")
+    vig.add_argument("--clients", type=positive_int, help="clients in the cohort")
+    vig.add_argument("--seed", type=seed_int, help="the run's seed")
     vig.add_argument("--out", required=True, help="directory for vignette.md, vignette.png and vignette.svg")
     vig.set_defaults(func=cmd_vignette)
 

@@ -104,8 +104,10 @@ def intake(p: dict, therapist: dict, client) -> Dyads:
         1.0,
     )
     bond_target = p["bond_base"] + p["bond_empathy_weight"] * perceived - p["avoidant_trust_penalty"] * avoidance
-    bond_speed = p["bond_rate"] * (1.0 + p["anxious_bond_speedup"] * anxiety)
-    bond_speed = bond_speed * (1.0 - p["avoidant_bond_slowdown"] * avoidance)
+    # Attachment scales the number of sessions' worth of bonding a session brings; compounding
+    # keeps the share closed below 1 however fast, so anxiety speeds bonding at any bond_rate.
+    sessions_worth = (1.0 + p["anxious_bond_speedup"] * anxiety) * (1.0 - p["avoidant_bond_slowdown"] * avoidance)
+    bond_speed = 1.0 - (1.0 - p["bond_rate"]) ** sessions_worth
     competence = therapist["competence"]
     rupture_scale = p["rupture_rate"] * (1.0 - p["rupture_empathy_protection"] * perceived)
     relative = 1.0 + p["rupture_anxiety"] * anxiety + p["rupture_avoidance"] * avoidance
@@ -119,7 +121,7 @@ def intake(p: dict, therapist: dict, client) -> Dyads:
         "strain": strain,
         "perceived_empathy": perceived,
         "bond_target": np.clip(bond_target, 0.0, 1.0),
-        "bond_speed": np.clip(bond_speed, 0.0, 1.0),
+        "bond_speed": bond_speed,
         "goal_target": np.clip(p["agreement_base"] + p["goal_readiness_weight"] * client.readiness, 0.0, 1.0),
         "task_target": np.clip(p["agreement_base"] + p["task_competence_weight"] * competence, 0.0, 1.0),
         "trust": 1.0 - 0.5 * avoidance,

@@ -157,8 +157,8 @@ _DECLARED: tuple[Param, ...] = (
     _p("support_sd", 0.2, 0, 0.5, _S01, _C, "spread of social support", _ASSUME),
     # ── mechanisms: bond, goals and tasks, disclosure ─────────────────────────────────────────
     _p("alliance_initial", 0.6, 0, 1, _S01, _M, "bond, goal and task agreement before the first session", _ALLIANCE),
-    _p("bond_rate", 0.3, 0.01, 1, "per session", _M, "share of the gap to the bond target closed each session", _ALLIANCE, free=True),
-    _p("bond_base", 0.45, 0, 1, _S01, _M, "bond target with an unempathic therapist and a secure client", _ASSUME, free=True),
+    _p("bond_rate", 0.3, 0.01, 0.6, "per session", _M, "share of the gap to the bond target closed each session", _ALLIANCE, free=True),
+    _p("bond_base", 0.45, 0, 1, _S01, _M, "bond target with an unempathic therapist and a secure client", _ASSUME),
     _p("bond_empathy_weight", 0.6, 0, 1, _S01, _M, "bond target gained per unit of perceived empathy", _EMPATHY, free=True),
     _p("anxious_bond_speedup", 0.8, 0, 3, "ratio", _M, "relative speed-up of bonding per unit attachment anxiety", _ATTACH),
     _p("avoidant_bond_slowdown", 0.6, 0, 1, "ratio", _M, "relative slow-down of bonding per unit attachment avoidance", _ATTACH),
@@ -215,7 +215,7 @@ _DECLARED: tuple[Param, ...] = (
     _p("weak_alliance_threshold", 0.55, 0, 1, _S01, _M, "alliance (0-1) below which sessions can make things worse", _ASSUME),
     _p("symptom_noise_sd", 0.6, 0, 5, "PHQ-9 points", _M, "week-to-week drift of true severity", _ASSUME),
     _p("measurement_error_sd", 1.8, 0, 5, "PHQ-9 points", _M, "error of one PHQ-9 administration (test-retest r = .84)", _PHQ9),
-    _p("life_event_rate", 0.05, 0, 0.3, "per week", _M, "probability of a stressful life event in a week", "Kendler, Karkowski & Prescott (1999), Am. J. Psychiatry 156(6), 837-841", free=True),
+    _p("life_event_rate", 0.05, 0, 0.1, "per week", _M, "probability of a stressful life event in a week", "Kendler, Karkowski & Prescott (1999), Am. J. Psychiatry 156(6), 837-841", free=True),
     _p("life_event_size", 7.0, 0, 12, "PHQ-9 points", _M, "severity added by a life event without support", _ASSUME),
     _p("support_buffer", 0.5, 0, 1, _S01, _M, "share of a life event's impact absorbed by full social support", "Cohen & Wills (1985), Psychol. Bull. 98(2), 310-357"),
     _p("natural_recovery_rate", 0.01, 0, 0.1, "per week", _M, "share of severity that remits per week without a session", "Whiteford et al. (2013), Psychol. Med. 43(8), 1569-1585"),
@@ -305,6 +305,11 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     except ValueError:
         raise ParameterError(f"{name} = {raw!r} is not a number (--set): use {param.allowed} ({param.unit}).") from None
     return name, param.validate(value, "--set")
+
+
+def declared_defaults() -> dict[str, Any]:
+    """Every parameter's default as declared here, before calibration replaced the free ones."""
+    return {p.name: p.default for p in _DECLARED}
 
 
 def free_parameters() -> list[Param]:

@@ -321,12 +321,12 @@ def _deterioration(o, c, s):
 
 
 def test_life_events_raise_deterioration():
-    none, many = pooled(_deterioration, [{"life_event_rate": 0.0}, {"life_event_rate": 0.2}])
+    none, many = pooled(_deterioration, [{"life_event_rate": 0.0}, {"life_event_rate": 0.1}])
     assert many > none, f"more life events should raise reliable deterioration (got {fmt([none, many])})"
 
 
 def test_support_buffers_life_events():
-    sets = [{"life_event_rate": 0.2, "support_buffer": 0.0}, {"life_event_rate": 0.2, "support_buffer": 1.0}]
+    sets = [{"life_event_rate": 0.1, "support_buffer": 0.0}, {"life_event_rate": 0.1, "support_buffer": 1.0}]
     unbuffered, buffered = pooled(_deterioration, sets)
     assert buffered < unbuffered, (
         f"support that buffers life events should lower reliable deterioration (got {fmt([unbuffered, buffered])})"

@@ -61,7 +61,7 @@ def _varied_sets():
     """Parameter sets that differ in every group, including all four matching policies."""
     changes = [
         {"matching_policy": "cultural_match", "therapist_empathy_mean": 0.3, "client_minority_share": 0.5},
-        {"matching_policy": "attachment_informed", "planned_sessions": 8, "life_event_rate": 0.2},
+        {"matching_policy": "attachment_informed", "planned_sessions": 8, "life_event_rate": 0.1},
         {"matching_policy": "lowest_caseload", "therapist_capacity_mean": 5.0, "extra_weeks": 0},
         {"matching_policy": "random", "planned_break_start": 3, "planned_break_weeks": 2, "followup_weeks": 0},
         {"outcome_measure": "last_observed", "planned_sessions": 30, "therapist_feedback_share": 1.0},
