@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from analysis.sensitivity import AnalysisError, analyse_dir
+from sim.memory import keep_freed_memory
 
 
 def _sensitivity(args) -> int:
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_validate(sub)
     _add_calibrate(sub)
     args = p.parse_args(argv)
+    keep_freed_memory()
     commands = {"sensitivity": _sensitivity, "validate": _validate, "calibrate": _calibrate}
     return commands[args.command](args)
 

@@ -3,24 +3,30 @@
 Every figure is measured in this run, after a warm-up that loads the compiled kernel, and printed
 with the ratio to its target. Client-sessions are clients x weekly session slots simulated.
 
-    python benchmarks/bench.py            # engine figures and the batch_run comparison
+    python benchmarks/bench.py            # engine, sweep and the batch_run comparison
     python benchmarks/bench.py --quick    # engine figures only
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import platform
 import sys
+import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim.engine import Cohort  # noqa: E402
+from sim.memory import keep_freed_memory  # noqa: E402
 from sim.run import run_batch  # noqa: E402
 from sim.scenario import load_scenario  # noqa: E402
 
@@ -48,32 +54,99 @@ def bench_cohort(n_clients: int = 100_000, n_therapists: int = 5_000, repeats: i
     return _best_of(lambda: Cohort(params, n_clients, n_therapists, seed=1).run(), repeats)
 
 
-def _half_batch(args) -> float:
-    n_sets, n_clients, seed = args
-    sets = [_params()] * n_sets
-    run_batch(sets[:2], n_clients, 10, seed)  # warm-up inside the worker
+def _batch_sets(n_sets: int) -> list[dict]:
+    """``n_sets`` distinct parameter sets, as a sensitivity sample gives."""
+    from benchmarks.compare_batch_run import sweep
+
+    return [{**s, "planned_sessions": SESSIONS, "extra_weeks": 0} for s in sweep(n_sets)]
+
+
+def _timed_batch(args) -> float:
+    """Seconds of one ``run_batch`` call on ``sets`` (module level, for spawn)."""
+    sets, n_clients = args
+    keep_freed_memory()  # as the sweep runner's workers do
     start = time.perf_counter()
-    run_batch(sets, n_clients, 10, seed)
+    run_batch(sets, n_clients, n_clients // 20, seed=1)
     return time.perf_counter() - start
 
 
 def bench_batch(n_sets: int = 2_000, n_clients: int = 200, processes: int = 2) -> dict[str, float]:
-    """Client-sessions per second for a batch of ``n_sets`` parameter sets, on 1 and ``processes`` cores."""
+    """Client-sessions per second for a batch of ``n_sets`` distinct parameter sets, on 1 and ``processes`` cores.
+
+    The parallel figure is the wall time from handing each warm worker its share of the sets to
+    the last result (sending the sets included), the way a sweep runner's pool works through chunks.
+    Each figure is the best of three.
+    """
     work = n_sets * n_clients * SESSIONS
-    one = _half_batch((n_sets, n_clients, 1))
+    sets = _batch_sets(n_sets)
+    _timed_batch((sets[:2], n_clients))  # warm-up: load the compiled kernel
+    one = min(_timed_batch((sets, n_clients)) for _ in range(3))
+    share = -(-n_sets // processes)
+    shares = [(sets[j : j + share], n_clients) for j in range(0, n_sets, share)]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(processes, mp_context=context) as pool:
-        list(pool.map(_half_batch, [(2, n_clients, 1)] * processes))  # start and warm the workers
+        list(pool.map(_timed_batch, [(sets[:2], n_clients)] * processes))  # start and warm the workers
+        walls = []
+        for _ in range(3):
+            start = time.perf_counter()
+            list(pool.map(_timed_batch, shares))
+            walls.append(time.perf_counter() - start)
+    many = min(walls)
+    return {"one_core_s": one, "one_core_rate": work / one, "parallel_s": many, "parallel_rate": work / many}
+
+
+class PeakMemory:
+    """Peak resident memory of this process and all its descendants together, sampled every 20 ms."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.peak = interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:  # a worker that exited between listing and reading
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def bench_sweep(n: int, workers: int = 2) -> dict[str, float]:
+    """Run experiments/sobol_dropout.toml at base sample size ``n`` on ``workers`` processes.
+
+    Returns the runs, the wall time (sampling, runs, chunk files, then indices and figures), the
+    analysis's share of it, and the peak memory of all processes together.
+    """
+    from experiments.runner import run_experiment
+    from experiments.spec import load_spec
+
+    spec = dataclasses.replace(load_spec("sobol_dropout"), N=n)
+    with tempfile.TemporaryDirectory() as out, PeakMemory() as memory:
         start = time.perf_counter()
-        list(pool.map(_half_batch, [(n_sets // processes, n_clients, 1)] * processes))
-        many = time.perf_counter() - start
-    return {"one_core_s": one, "one_core_rate": work / one, f"{processes}_cores_s": many, "parallel_rate": work / many}
+        manifest = run_experiment(spec, Path(out), "processes", workers=workers, progress=False)
+        total = time.perf_counter() - start
+    analysis = manifest["sessions"][-1]["analysis_seconds"]
+    return {"runs": manifest["runs"], "seconds": total, "analysis_s": analysis, "peak_gb": memory.peak / 1e9}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the mesa.batch_run comparison")
     args = parser.parse_args()
+    keep_freed_memory()  # as every entry point does (sim/memory.py)
     machine = platform.processor() or platform.machine()
     print(f"machine: {machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
 
@@ -84,13 +157,22 @@ def main() -> int:
 
     batch = bench_batch()
     print(
-        f"batch 2,000 sets x 200 clients x {SESSIONS} sessions: one core {batch['one_core_s']:.2f} s "
-        f"({batch['one_core_rate'] / 1e6:.1f} M/s); two processes {batch['2_cores_s']:.2f} s "
+        f"batch 2,000 distinct sets x 200 clients x {SESSIONS} sessions: one core {batch['one_core_s']:.2f} s "
+        f"({batch['one_core_rate'] / 1e6:.1f} M/s); two processes {batch['parallel_s']:.2f} s "
         f"({batch['parallel_rate'] / 1e6:.1f} M/s)"
     )
     print(f"  target >= 20 M client-sessions/s on 2 cores: {batch['parallel_rate'] / 20e6:.2f}x the target")
 
     if not args.quick:
+        for n in (256, 1024):
+            sweep = bench_sweep(n)
+            print(
+                f"sobol_dropout N={n}: {sweep['runs']:,} runs of 500 clients on 2 processes in "
+                f"{sweep['seconds']:.1f} s ({sweep['analysis_s']:.1f} s of it indices and figures), "
+                f"peak memory {sweep['peak_gb']:.2f} GB (all processes)"
+            )
+        print(f"  target N=1024 < 30 s: {30 / sweep['seconds']:.2f}x under; peak < 1.5 GB: {sweep['peak_gb']:.2f} GB")
+
         from benchmarks.compare_batch_run import compare
 
         result = compare()

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.memory import keep_freed_memory
 from sim.run import run_batch
 
 Evaluator = Callable[..., dict[str, np.ndarray]]
@@ -51,6 +52,7 @@ def run_chunk(task: ChunkTask) -> tuple[int, dict[str, np.ndarray]]:
         The chunk index and its outputs as columns ``set``, ``replicate`` and one per output, each
         shape (n_sets * replicates,), ordered by set, then replicate.
     """
+    keep_freed_memory()  # in every worker, whatever started it (a process pool or Dask)
     param_sets = [{**task.base, **dict(zip(task.names, row, strict=True))} for row in task.rows]
     n, reps = len(param_sets), task.replicates
     by_replicate = [task.evaluator(param_sets, task.clients, task.therapists, task.seed, r) for r in range(reps)]

@@ -15,6 +15,7 @@ from experiments.executors import EXECUTORS
 from experiments.spec import SpecError, load_spec
 from experiments.store import StoreError, done_chunks
 from sim.cli import positive_int
+from sim.memory import keep_freed_memory
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,6 +60,7 @@ def cmd_run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = parser().parse_args(argv)
+    keep_freed_memory()
     try:
         return cmd_run(args)
     except (SpecError, StoreError) as err:

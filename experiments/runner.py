@@ -27,6 +27,7 @@ from experiments import sampling, store
 from experiments.chunk import ChunkTask, Evaluator, run_chunk
 from experiments.executors import make_executor
 from experiments.spec import ExperimentSpec
+from sim.memory import keep_freed_memory
 from sim.outcomes import METRICS
 from sim.run import run_batch
 
@@ -124,6 +125,7 @@ def run_experiment(
     Raises:
         experiments.store.StoreError: ``out`` holds another spec's results.
     """
+    keep_freed_memory()  # the analysis's bootstrap reuses memory instead of faulting it in again
     out = Path(out)
     sample = sampling.sample(spec)
     n_sets = len(sample)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from analysis.vignette import PICKS, VignetteError
 from sim import parameters
+from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
 from sim.scenario import ScenarioError, list_scenarios, load_scenario
 
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (2 for a user mistake)."""
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         return args.func(args)
     except USER_ERRORS as err:

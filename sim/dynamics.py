@@ -123,6 +123,8 @@ class Draws(NamedTuple):
     drift: np.ndarray  # standard normal
     measurement: np.ndarray  # standard normal
     life_event: np.ndarray
+    attend_logit: np.ndarray  # logit of ``attend``: u < expit(x) exactly when logit(u) < x, without exp
+    dropout_logit: np.ndarray  # logit of ``dropout``
 
 
 def week(w: int, p: WeekParams, d: Dyads, s: State, r: Draws) -> tuple[np.ndarray, np.ndarray]:
@@ -156,81 +158,98 @@ def course(first: int, last: int, p: WeekParams, d: Dyads, s: State, r: Draws) -
 
 
 @njit(cache=True)
-def _expit(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-@njit(cache=True)
 def _clip01(x):
     return min(max(x, 0.0), 1.0)
 
 
 @njit(cache=True)
-def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901 (one pass over a dyad's week, in order)
+def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR0915 (one pass over a dyad's weeks, in order)
     """Weeks ``first`` to ``last`` of every dyad, in place; events of the last week simulated.
 
-    Each dyad runs through all its weeks before the next one starts, so its state stays in cache.
+    Each dyad runs through all its weeks before the next one starts, its state held in local
+    variables (registers) and written back once: the arrays could alias for all the compiler knows,
+    so reading and writing them in every week would cost memory traffic the body does not need.
     The whole week is one loop body: a call per dyad-week would cost more than the body itself.
     """
     n_sets, n_clients = s.bond.shape
     for k in range(n_sets):
         start, wat = p.planned_break_start[k], p.weak_alliance_threshold[k]
+        w_a, w_c = p.alliance_improvement_weight[k], p.competence_improvement_weight[k]
+        w_h = p.hope_improvement_weight[k]
+        w_sum, wat_eps = w_a + w_c + w_h + 1e-12, wat + 1e-12
+        break_end, bonus = start + p.planned_break_weeks[k], 1.0 + p.repair_bonus[k]
         for i in range(n_clients):
+            if not s.active[k, i] or first > last:
+                continue
+            # The dyad's constants and state, loaded once.
+            anxiety, strain, rupture_scale = d.anxiety[k, i], d.strain[k, i], d.rupture_scale[k, i]
+            uses_feedback, cancel_risk, attend_logit = d.uses_feedback[k, i], d.cancel_risk[k, i], d.attend_logit[k, i]
+            break_base = p.anxious_break_sensitivity[k] * rupture_scale * anxiety
+            competence_dose = w_c * d.competence[k, i]
+            barriers_risk = p.dropout_barriers[k] * d.barriers[k, i]
+            bond, goal, task = s.bond[k, i], s.goal[k, i], s.task[k, i]
+            disclosure, hope, engagement = s.disclosure[k, i], s.hope[k, i], s.engagement[k, i]
+            severity, phq9 = s.severity[k, i], s.phq9[k, i]
+            active, attended_n = True, s.attended[k, i]
+            end_type, end_week, dropout_cause = s.end_type[k, i], s.end_week[k, i], s.dropout_cause[k, i]
+            pending, pending_drop = s.pending[k, i], s.pending_drop[k, i]
+            ruptures, repairs = s.ruptures[k, i], s.repairs[k, i]
+            missed_run, below_run, abandonment = s.missed_run[k, i], s.below_run[k, i], s.abandonment[k, i]
+            off_track, ever_off_track = s.off_track[k, i], s.ever_off_track[k, i]
+            early_alliance, early_goal, alliance_sum = s.early_alliance[k, i], s.early_goal[k, i], s.alliance_sum[k, i]
+            ev, cause = 0, 0
             for w in range(first, last + 1):
-                if not s.active[k, i]:
+                if not active:
                     break
                 t = w - 1  # row of this week's draws
-                holiday = start > 0 and start <= w < start + p.planned_break_weeks[k]
+                holiday = start > 0 and start <= w < break_end
                 ev, cause = 0, 0
 
                 # 1-2. Cancellations and holidays dent trust; attendance follows engagement and barriers.
-                cancelled = holiday or r.cancel[t, i] < d.cancel_risk[k, i]
+                cancelled = holiday or r.cancel[t, i] < cancel_risk
                 attended = False
                 missed = False
                 if not cancelled:
-                    p_attend = _expit(d.attend_logit[k, i] - p.engagement_attendance[k] * (1.0 - s.engagement[k, i]))
-                    attended = r.attend[t, i] < p_attend
+                    attended = r.attend_logit[t, i] < attend_logit - p.engagement_attendance[k] * (1.0 - engagement)
                     missed = not attended
-                flagged = attended and d.uses_feedback[k, i] and s.off_track[k, i]
-                bond, goal, task = s.bond[k, i], s.goal[k, i], s.task[k, i]
+                flagged = attended and uses_feedback and off_track
                 if cancelled:
                     bond = max(bond - d.break_dent[k, i], 0.0)
-                    s.abandonment[k, i] += 1.0
+                    abandonment += 1.0
                     ev |= HOLIDAY if holiday else CANCELLED
 
                 # 3. Ruptures (risk rises after cancelled weeks, the more of them the more, for anxious
                 # clients) and repair of an earlier one; a repair restores the bond, can leave it stronger.
-                break_risk = p.anxious_break_sensitivity[k] * d.rupture_scale[k, i] * d.anxiety[k, i]
-                break_risk *= s.abandonment[k, i]
-                rupture = attended and not s.pending[k, i] and r.rupture[t, i] < d.rupture_static[k, i] + break_risk
+                break_risk = break_base * abandonment
+                rupture = attended and not pending and r.rupture[t, i] < d.rupture_static[k, i] + break_risk
                 repaired = False
-                if attended and s.pending[k, i]:
+                if attended and pending:
                     p_repair = d.repair_open[k, i] + p.feedback_repair_boost[k] if flagged else d.repair_chance[k, i]
                     repaired = r.repair[t, i] < p_repair
                 drop = d.rupture_drop[k, i] if rupture else 0.0
-                regain = s.pending_drop[k, i] * (1.0 + p.repair_bonus[k]) if repaired else 0.0
+                regain = pending_drop * bonus if repaired else 0.0
                 if rupture:
-                    s.pending_drop[k, i] = drop
-                    s.pending[k, i] = True
-                    s.ruptures[k, i] += 1
+                    pending_drop = drop
+                    pending = True
+                    ruptures += 1
                     cause = _rupture_cause(
-                        p.rupture_anxiety[k] * d.anxiety[k, i],
+                        p.rupture_anxiety[k] * anxiety,
                         p.rupture_avoidance[k] * d.avoidance[k, i],
-                        p.cultural_strain_rupture[k] * d.strain[k, i],
-                        break_risk / (d.rupture_scale[k, i] + 1e-12),
+                        p.cultural_strain_rupture[k] * strain,
+                        break_risk / (rupture_scale + 1e-12),
                     )
                     ev |= RUPTURE
                 if repaired:
-                    s.pending[k, i] = False
-                    s.repairs[k, i] += 1
+                    pending = False
+                    repairs += 1
                     ev |= REPAIR
                 if attended:
-                    s.abandonment[k, i] *= 0.5  # the reaction fades over the sessions after a break
+                    abandonment *= 0.5  # the reaction fades over the sessions after a break
 
                 # The bond grows toward its target only while no rupture is unrepaired; goals and tasks
                 # converge through shared goal setting; feedback renegotiates a flagged client's goals.
                 if attended:
-                    if not s.pending[k, i]:
+                    if not pending:
                         bond += d.bond_speed[k, i] * (d.bond_target[k, i] - bond)
                     collab = p.collaboration_rate[k]
                     goal += collab * (d.goal_target[k, i] - goal)
@@ -242,71 +261,63 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901 (one
                     ev |= OFF_TRACK
                 goal = _clip01(goal)
                 task = _clip01(task - 0.5 * drop + 0.5 * regain)
-                s.bond[k, i], s.goal[k, i], s.task[k, i] = bond, goal, task
                 alliance = (bond + goal + task) / 3.0
-                hope = s.hope[k, i]
                 if attended:
-                    s.disclosure[k, i] += p.disclosure_rate[k] * (bond * d.trust[k, i] - s.disclosure[k, i])
+                    disclosure += p.disclosure_rate[k] * (bond * d.trust[k, i] - disclosure)
                     hope += p.remoralization_rate[k] * bond * (1.0 - hope)
 
                 # 4. Symptoms: negatively accelerated improvement by the session's dose, gated by
                 # disclosure; weak alliances can make things worse; life events; remission and drift.
-                severity = s.severity[k, i]
                 change = -p.natural_recovery_rate[k] * severity
                 if attended:
-                    w_a, w_c = p.alliance_improvement_weight[k], p.competence_improvement_weight[k]
-                    w_h = p.hope_improvement_weight[k]
-                    dose = (w_a * alliance + w_c * d.competence[k, i] + w_h * hope) / (w_a + w_c + w_h + 1e-12)
-                    gate = 1.0 - p.disclosure_gate[k] * (1.0 - s.disclosure[k, i])
-                    engaged = 0.5 + 0.5 * s.engagement[k, i]
+                    dose = (w_a * alliance + competence_dose + w_h * hope) / w_sum
+                    gate = 1.0 - p.disclosure_gate[k] * (1.0 - disclosure)
+                    engaged = 0.5 + 0.5 * engagement
                     change -= p.improvement_rate[k] * dose * gate * engaged * severity
-                    weakness = max(0.0, wat - alliance) / (wat + 1e-12)
+                    weakness = max(0.0, wat - alliance) / wat_eps
                     adapted = 1.0 - p.feedback_adaptation[k] if flagged else 1.0
                     change += p.worsening_rate[k] * weakness * adapted
                 if r.life_event[t, i] < p.life_event_rate[k]:
                     change += d.shock[k, i]
                     ev |= LIFE_EVENT
                 severity = min(max(severity + change + p.symptom_noise_sd[k] * r.drift[t, i], 0.0), 27.0)
-                s.severity[k, i] = severity
 
                 # The PHQ-9 given at the session; felt progress feeds hope, both feed engagement.
                 if attended:
                     ev |= ATTENDED
                     score = min(max(np.rint(severity + p.measurement_error_sd[k] * r.measurement[t, i]), 0.0), 27.0)
-                    hope = _clip01(hope + p.progress_hope_weight[k] * (s.phq9[k, i] - score))
-                    s.phq9[k, i] = score
-                    n = s.attended[k, i] + 1
-                    s.attended[k, i] = n
+                    hope = _clip01(hope + p.progress_hope_weight[k] * (phq9 - score))
+                    phq9 = score
+                    attended_n += 1
                     target = (hope + alliance + d.readiness[k, i]) / 3.0
-                    s.engagement[k, i] += p.engagement_rate[k] * (target - s.engagement[k, i])
+                    engagement += p.engagement_rate[k] * (target - engagement)
                     wai = _wai_sr(bond, goal, task)
-                    if n <= 3:
-                        s.early_alliance[k, i] += wai
-                        s.early_goal[k, i] += goal
-                    s.alliance_sum[k, i] += wai
+                    if attended_n <= 3:
+                        early_alliance += wai
+                        early_goal += goal
+                    alliance_sum += wai
                     # Routine outcome monitoring: not on track when the score has risen by the
                     # flagging threshold since intake. Every client is classified; only
                     # feedback-using therapists act on it (at the next session).
                     lagging = score - d.intake[k, i] >= p.not_on_track_worsening[k]
-                    s.off_track[k, i] = n >= 3 and lagging
-                    s.ever_off_track[k, i] |= s.off_track[k, i]
-                    s.missed_run[k, i] = 0
-                    s.below_run[k, i] = s.below_run[k, i] + 1 if score < CASENESS else 0
+                    off_track = attended_n >= 3 and lagging
+                    ever_off_track |= off_track
+                    missed_run = 0
+                    below_run = below_run + 1 if score < CASENESS else 0
                 elif missed:
-                    s.missed_run[k, i] += 1
+                    missed_run += 1
                     ev |= MISSED
-                s.hope[k, i] = hope
 
                 # 5. Endings: the planned sessions or the course window completed, a good-enough
                 # ending, or a dropout hazard whose largest term is recorded as the cause.
                 end = 0
-                if s.attended[k, i] >= p.planned_sessions[k] or w >= p.last_week[k]:
+                if attended_n >= p.planned_sessions[k] or w >= p.last_week[k]:
                     end = 1
                     ev |= COMPLETED
                 elif (
                     attended
-                    and s.below_run[k, i] >= 2
-                    and s.attended[k, i] >= p.good_enough_min_sessions[k]
+                    and below_run >= 2
+                    and attended_n >= p.good_enough_min_sessions[k]
                     and r.ending[t, i] < p.good_enough_rate[k]
                 ):
                     end = 2
@@ -314,24 +325,34 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901 (one
                 else:
                     terms = (
                         p.dropout_alliance[k] * (wat - alliance),
-                        p.dropout_rupture[k] * s.pending[k, i],
-                        p.dropout_engagement[k] * (0.5 - s.engagement[k, i]),
-                        p.dropout_barriers[k] * d.barriers[k, i],
+                        p.dropout_rupture[k] * pending,
+                        p.dropout_engagement[k] * (0.5 - engagement),
+                        barriers_risk,
                         p.dropout_early[k] * (w <= EARLY_WEEKS),
-                        p.dropout_missed[k] * s.missed_run[k, i],
-                        p.dropout_improved[k] * (s.phq9[k, i] < CASENESS),
+                        p.dropout_missed[k] * missed_run,
+                        p.dropout_improved[k] * (phq9 < CASENESS),
                     )
-                    dropout_cause, logit = _dropout_hazard(p.dropout_base[k], terms)
-                    if r.dropout[t, i] < _expit(logit):
+                    hazard_cause, logit = _dropout_hazard(p.dropout_base[k], terms)
+                    if r.dropout_logit[t, i] < logit:
                         end = 3
-                        s.dropout_cause[k, i] = dropout_cause
+                        dropout_cause = hazard_cause
                         ev |= DROPOUT
                 if end:
-                    s.end_type[k, i] = end
-                    s.end_week[k, i] = w
-                    s.active[k, i] = False
-                events[k, i] = ev
-                rupture_cause[k, i] = cause
+                    end_type, end_week, active = end, w, False
+
+            # The state, written back once.
+            s.bond[k, i], s.goal[k, i], s.task[k, i] = bond, goal, task
+            s.disclosure[k, i], s.hope[k, i], s.engagement[k, i] = disclosure, hope, engagement
+            s.severity[k, i], s.phq9[k, i] = severity, phq9
+            s.active[k, i], s.attended[k, i] = active, attended_n
+            s.end_type[k, i], s.end_week[k, i], s.dropout_cause[k, i] = end_type, end_week, dropout_cause
+            s.pending[k, i], s.pending_drop[k, i] = pending, pending_drop
+            s.ruptures[k, i], s.repairs[k, i] = ruptures, repairs
+            s.missed_run[k, i], s.below_run[k, i], s.abandonment[k, i] = missed_run, below_run, abandonment
+            s.off_track[k, i], s.ever_off_track[k, i] = off_track, ever_off_track
+            s.early_alliance[k, i], s.early_goal[k, i], s.alliance_sum[k, i] = early_alliance, early_goal, alliance_sum
+            events[k, i] = ev
+            rupture_cause[k, i] = cause
 
 
 @njit(cache=True)

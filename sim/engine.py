@@ -10,6 +10,7 @@ size, seed, replicate): the same set alone or inside any batch gives bit-identic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -24,13 +25,15 @@ _CHOICES = {p.name: p.choices for p in parameters.REGISTRY.values() if p.kind ==
 
 def stack(param_sets: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """Numeric parameters as arrays shaped (n_sets, 1); choices stay lists of strings."""
+    names = list(param_sets[0])
+    numeric = [n for n in names if n not in _CHOICES]
+    table = np.array([itemgetter(*numeric)(ps) for ps in param_sets], dtype=float).reshape(len(param_sets), -1)
     out: dict[str, Any] = {}
-    for name in param_sets[0]:
-        values = [ps[name] for ps in param_sets]
+    for name in names:
         if name in _CHOICES:
-            out[name] = values
+            out[name] = [ps[name] for ps in param_sets]
         else:
-            out[name] = np.asarray(values, dtype=float)[:, None]
+            out[name] = np.ascontiguousarray(table[:, [numeric.index(name)]])
     out["last_week"] = out["planned_sessions"] + out["extra_weeks"]
     return out
 
@@ -126,16 +129,19 @@ class Cohort:
         def z(name):
             return self.streams[name].standard_normal(shape)
 
+        attend, dropout = u("attendance"), u("dropout")
         return Draws(
             cancel=u("cancellation"),
-            attend=u("attendance"),
+            attend=attend,
             rupture=u("rupture"),
             repair=u("repair"),
             ending=u("ending"),
-            dropout=u("dropout"),
+            dropout=dropout,
             drift=z("symptoms"),
             measurement=z("measurement"),
             life_event=u("life_events"),
+            attend_logit=_logit(attend),
+            dropout_logit=_logit(dropout),
         )
 
     def step(self) -> None:
@@ -172,6 +178,12 @@ class Cohort:
         if self._final is None:
             self._final = _follow_up(self.p, self.dyads, self.state, self.clients, self.streams)
         return self._final
+
+
+def _logit(u: np.ndarray) -> np.ndarray:
+    """log(u / (1 - u)) of uniform draws on [0, 1) (a draw of 0 gives -inf, below every log-odds)."""
+    with np.errstate(divide="ignore"):
+        return np.log(u) - np.log1p(-u)
 
 
 def _follow_up(p, d, s, clients, streams: Streams) -> dict[str, np.ndarray]:

@@ -36,9 +36,13 @@ def truncated_normal(u: np.ndarray, mean, sd, low, high) -> np.ndarray:
     if np.ndim(u) > 1 or all(a.ndim == 0 for a in args):
         return _truncated_normal(u, *args)
     table = np.hstack(np.broadcast_arrays(*(a.reshape(-1, 1) for a in args)))
-    distinct, index = np.unique(table, axis=0, return_inverse=True)
+    rows: dict[tuple, int] = {}
+    index = np.array([rows.setdefault(row, len(rows)) for row in map(tuple, table.tolist())])
+    if len(rows) == len(table):  # all distinct: no gather needed
+        return _truncated_normal(u, *(table[:, [j]] for j in range(4)))
+    distinct = np.array(list(rows), dtype=float)
     draws = _truncated_normal(u, *(distinct[:, [j]] for j in range(4)))
-    return draws[index.ravel()]
+    return draws[index]
 
 
 def _truncated_normal(u, mean, sd, low, high):
