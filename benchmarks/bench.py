@@ -175,10 +175,23 @@ def main() -> int:
 
         from benchmarks.compare_batch_run import compare
 
-        result = compare()
-        print("same sweep, 2 processes each: mesa.batch_run with the per-agent reference model vs the engine")
-        for key, value in result.items():
-            print(f"  {key}: {value:,.3f}" if isinstance(value, float) else f"  {key}: {value}")
+        r = compare()
+        print(
+            f"the same sweep ({r['n_sets']} sets x {r['n_clients']:,} clients) on 2 processes each: "
+            f"mesa.batch_run with the per-agent reference model {r['batch_run_seconds']:.1f} s, "
+            f"the sweep runner {r['runner_seconds']:.2f} s (pool start included), "
+            f"the engine on a warm pool {r['engine_seconds']:.2f} s"
+        )
+        print(
+            f"  ratio batch_run / runner: {r['ratio']:.0f}x (target >= 100x); batch_run / warm engine: "
+            f"{r['ratio_warm']:.0f}x; runner outputs equal the engine's: {r['runner_matches_engine']}"
+        )
+        print(
+            f"  client-sessions/s: batch_run {r['batch_run_client_sessions_per_second']:,.0f}, "
+            f"runner {r['runner_client_sessions_per_second']:,.0f}, warm engine "
+            f"{r['engine_client_sessions_per_second']:,.0f}; mean |dropout difference| "
+            f"{r['mean_abs_dropout_difference']:.4f}"
+        )
     return 0
 
 

@@ -1,22 +1,28 @@
-"""The same sweep through mesa.batch_run with the reference model and through the batched engine.
+"""The same sweep through mesa.batch_run with the reference model and through the sweep runner.
 
-Both sides run on ``processes`` worker processes started with "spawn" (the start method
-``import mesa`` sets). ``mesa.batch_run`` starts its own ``multiprocessing.Pool`` (timed: it cannot
-be started ahead). The engine side gives each worker of a ``ProcessPoolExecutor`` one call of
-:func:`sim.run.run_batch` on its share of the parameter sets, timed twice: on a pool started and
-warmed before the clock starts (how a sweep runner's pool serves a long sweep; the headline ratio)
-and on a cold pool (its start, imports and kernel loading timed too, which at this sweep's size are
-most of the engine's time). The numba kernel is compiled into its disk cache before any timing, as
-it is once per installation.
+The sweep is an experiment spec (:func:`sweep_spec`: a Sobol' sample of :data:`SWEPT` over their
+registry bounds, 2,000 clients per run). Each side runs on ``processes`` worker processes started
+with "spawn" (the start method ``import mesa`` sets), and each is timed the way a user runs it:
 
-Run ``python -m benchmarks.compare_batch_run`` to print the figures.
+* the runner: :func:`experiments.runner.run_experiment` on a process pool, exactly what
+  ``python -m experiments run`` does, with its pool's start, the workers' imports, the chunk files
+  and the manifest timed (the indices are left out: batch_run computes none). The headline ratio;
+* mesa.batch_run with :class:`benchmarks.reference_model.ReferenceTherapyModel` on the same
+  parameter sets (it starts its own ``multiprocessing.Pool``, timed too);
+* for reference, the engine alone on a pool started and warmed before the clock starts (what a
+  long sweep's pool costs per chunk once it runs).
+
+The numba kernel is compiled into its disk cache before any timing, as it is once per
+installation. Run ``python -m benchmarks.compare_batch_run`` to print the figures.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +52,49 @@ def sweep(n_sets: int, seed: int = 1) -> list[dict[str, Any]]:
         drawn = {name: float(rng.uniform(REGISTRY[name].low, REGISTRY[name].high)) for name in SWEPT}
         sets.append(resolve({**base, **drawn}))
     return sets
+
+
+def sweep_spec(N: int = 64, n_clients: int = 2000, seed: int = 1):
+    """The benchmark sweep as an experiment spec: N x (6 + 2) parameter sets of ``n_clients`` clients."""
+    from experiments.spec import from_dict
+
+    data = {
+        "name": "batch_run_comparison",
+        "method": "sobol",
+        "scenario": "baseline",
+        "N": N,
+        "clients": n_clients,
+        "therapists": max(1, n_clients // CLIENTS_PER_THERAPIST),
+        "seed": seed,
+        "chunk_size": 16,
+        "outputs": ["dropout_rate", "mean_sessions"],
+        "options": {"calc_second_order": False},
+        "parameters": {name: {} for name in SWEPT},
+    }
+    return from_dict(data, "benchmarks/compare_batch_run.py")
+
+
+def spec_sets(spec) -> list[dict[str, Any]]:
+    """The complete parameter sets of a spec's sample, in sample order."""
+    from experiments.sampling import sample
+
+    names = [f.name for f in spec.factors]
+    values = sample(spec)[names].to_numpy(dtype=float)
+    return [{**spec.base, **dict(zip(names, map(float, row), strict=True))} for row in values]
+
+
+def time_runner(spec, processes: int) -> tuple[float, dict[str, np.ndarray]]:
+    """Wall time and outputs (in set order) of the spec through the runner on a fresh process pool."""
+    import pandas as pd
+
+    from experiments.runner import run_experiment
+
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        run_experiment(spec, Path(out), "processes", workers=processes, progress=False, analyse=False)
+        seconds = time.perf_counter() - start
+        outputs = pd.read_parquet(Path(out) / "chunks").sort_values("set")
+    return seconds, {name: outputs[name].to_numpy() for name in outputs.columns}
 
 
 def _engine_chunk(param_sets: list[dict], n_clients: int, n_therapists: int, seed: int) -> dict[str, list[float]]:
@@ -114,54 +163,55 @@ def time_batch_run(sets: list[dict], n_clients: int, n_therapists: int, seed: in
     return time.perf_counter() - start, rows
 
 
-def compare(
-    n_sets: int = 24, n_clients: int = 2000, processes: int = 2, seed: int = 1, repeats: int = 5
-) -> dict[str, Any]:
-    """Time one sweep both ways and return the figures.
+def compare(N: int = 64, n_clients: int = 2000, processes: int = 2, seed: int = 1, repeats: int = 3) -> dict[str, Any]:
+    """Time one sweep through the runner, the warm engine and mesa.batch_run; return the figures.
 
     Args:
-        n_sets: parameter sets in the sweep (:func:`sweep`).
+        N: Sobol' base sample size; the sweep has N x 8 parameter sets (:func:`sweep_spec`).
         n_clients: clients per run; therapists are one per 20 clients.
         processes: worker processes on each side.
         seed: seed of the sweep's sample and of every run.
         repeats: timings of the sweep on the warm engine pool (the median counts).
 
     Returns:
-        Wall times in seconds: ``batch_run_seconds`` (mesa.batch_run, its pool's start included),
-        ``engine_seconds`` (a started, warmed pool, as a sweep runner has; the median of
-        ``repeats`` timings, all in ``engine_timings``) and
-        ``engine_cold_seconds`` (the pool's start and imports timed too); client-sessions per
-        second (sessions attended, summed over the sweep, per second of wall time) for each;
-        ``ratio`` (batch_run over warm engine) and ``ratio_cold``; and the mean absolute
-        difference in dropout rate between the two sides (same rules, different draws).
+        Wall times in seconds: ``runner_seconds`` (the runner, its pool's start included),
+        ``batch_run_seconds`` (mesa.batch_run, its pool's start included) and ``engine_seconds``
+        (a started, warmed pool; the median of ``repeats`` timings); client-sessions per second
+        (sessions attended, summed over the sweep, per second of wall time) for each; ``ratio``
+        (batch_run over runner) and ``ratio_warm`` (batch_run over warm engine); whether the
+        runner's outputs equal the engine's bit for bit; and the mean absolute difference in
+        dropout rate between the engine and the reference model (same rules, different draws).
     """
     from sim.run import run_batch
 
-    sets = sweep(n_sets, seed)
-    n_therapists = max(1, n_clients // CLIENTS_PER_THERAPIST)
+    spec = sweep_spec(N, n_clients, seed)
+    sets = spec_sets(spec)
+    n_therapists = spec.therapists
     run_batch(sets[:1], 10, 1, seed)  # compile the numba kernel into its disk cache, outside the timing
 
-    engine_cold_s, _, _ = time_engine(sets, n_clients, n_therapists, seed, processes, warm=False)
+    runner_s, runner = time_runner(spec, processes)
     engine_s, engine, engine_timings = time_engine(sets, n_clients, n_therapists, seed, processes, True, repeats)
     mesa_s, rows = time_batch_run(sets, n_clients, n_therapists, seed, processes)
 
-    engine_sessions = float(np.sum(engine["mean_sessions"]) * n_clients)
+    sessions = float(np.sum(engine["mean_sessions"]) * n_clients)
     mesa_sessions = float(sum(row["mean_sessions"] for row in rows) * n_clients)
     mesa_dropout = [row["dropout_rate"] for row in sorted(rows, key=lambda row: row["RunId"])]  # RunId = set
+    same = all(np.array_equal(runner[k], np.asarray(engine[k]), equal_nan=True) for k in engine)
     return {
-        "n_sets": n_sets,
+        "n_sets": len(sets),
         "n_clients": n_clients,
         "n_therapists": n_therapists,
         "processes": processes,
+        "runner_seconds": runner_s,
         "batch_run_seconds": mesa_s,
         "engine_seconds": engine_s,
-        "engine_cold_seconds": engine_cold_s,
         "engine_timings": engine_timings,
-        "ratio": mesa_s / engine_s,
-        "ratio_cold": mesa_s / engine_cold_s,
+        "ratio": mesa_s / runner_s,
+        "ratio_warm": mesa_s / engine_s,
+        "runner_client_sessions_per_second": sessions / runner_s,
         "batch_run_client_sessions_per_second": mesa_sessions / mesa_s,
-        "engine_client_sessions_per_second": engine_sessions / engine_s,
-        "engine_cold_client_sessions_per_second": engine_sessions / engine_cold_s,
+        "engine_client_sessions_per_second": sessions / engine_s,
+        "runner_matches_engine": same,
         "mean_abs_dropout_difference": float(np.mean(np.abs(np.array(mesa_dropout) - engine["dropout_rate"]))),
     }
 
@@ -174,18 +224,12 @@ if __name__ == "__main__":
         f"sweep: {figures['n_sets']} parameter sets x {figures['n_clients']} clients "
         f"({figures['n_therapists']} therapists), {figures['processes']} processes each side"
     )
-    print(
-        f"mesa.batch_run, reference model: {figures['batch_run_seconds']:8.2f} s "
-        f"{figures['batch_run_client_sessions_per_second']:14,.0f} client-sessions/s"
-    )
-    print(
-        f"engine (run_batch):              {figures['engine_seconds']:8.2f} s "
-        f"{figures['engine_client_sessions_per_second']:14,.0f} client-sessions/s"
-    )
-    print(
-        f"engine, pool start timed too:    {figures['engine_cold_seconds']:8.2f} s "
-        f"{figures['engine_cold_client_sessions_per_second']:14,.0f} client-sessions/s"
-    )
-    print(f"warm engine timings (s): {', '.join(f'{t:.3f}' for t in figures['engine_timings'])}")
-    print(f"ratio (batch_run / engine): {figures['ratio']:.1f}x warm pool, {figures['ratio_cold']:.1f}x cold pool")
-    print(f"mean |dropout difference| between the two: {figures['mean_abs_dropout_difference']:.4f}")
+    for label, key in (
+        ("mesa.batch_run, reference model", "batch_run"),
+        ("sweep runner (pool start timed)", "runner"),
+        ("engine on a warm pool", "engine"),
+    ):
+        print(f"{label:34} {figures[key + '_seconds']:8.2f} s {figures[key + '_client_sessions_per_second']:14,.0f} /s")
+    print(f"ratio (batch_run / runner): {figures['ratio']:.1f}x; batch_run / warm engine: {figures['ratio_warm']:.1f}x")
+    print(f"runner outputs equal the engine's: {figures['runner_matches_engine']}")
+    print(f"mean |dropout difference| between the two models: {figures['mean_abs_dropout_difference']:.4f}")

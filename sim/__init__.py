@@ -10,24 +10,35 @@ Example:
     ['completed', 'dropout', 'good_enough']
 """
 
-from sim.comparison import ComparisonResult, compare
-from sim.engine import Cohort
-from sim.model import TherapyModel
-from sim.parameters import REGISTRY, ParameterError
-from sim.run import RunResult, run_batch, simulate
-from sim.scenario import Scenario, ScenarioError, load_scenario
+from importlib import import_module
 
-__all__ = [
-    "REGISTRY",
-    "Cohort",
-    "ComparisonResult",
-    "ParameterError",
-    "RunResult",
-    "Scenario",
-    "ScenarioError",
-    "TherapyModel",
-    "compare",
-    "load_scenario",
-    "run_batch",
-    "simulate",
-]
+# Imported on first use (PEP 562): a sweep's worker process imports the engine alone, not Mesa,
+# pandas or matplotlib, and starts in a fraction of the time.
+_EXPORTS = {
+    "REGISTRY": "sim.parameters",
+    "Cohort": "sim.engine",
+    "ComparisonResult": "sim.comparison",
+    "ParameterError": "sim.parameters",
+    "RunResult": "sim.run",
+    "Scenario": "sim.scenario",
+    "ScenarioError": "sim.scenario",
+    "TherapyModel": "sim.model",
+    "compare": "sim.comparison",
+    "load_scenario": "sim.scenario",
+    "run_batch": "sim.run",
+    "simulate": "sim.run",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'sim' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from sim import records
 from sim.engine import Cohort
 from sim.outcomes import cohort_metrics
+
+if TYPE_CHECKING:  # the tables need pandas; sweep workers, which call run_batch only, do not
+    import pandas as pd
 
 
 def package_version() -> str:
@@ -98,6 +99,7 @@ def simulate(
         >>> 0 <= result.summary["dropout_rate"] <= 1
         True
     """
+    from sim import records
     from sim.scenario import Scenario, load_scenario
 
     if not isinstance(scenario, Scenario):
