@@ -14,6 +14,7 @@ import dataclasses
 import multiprocessing
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import threading
@@ -52,6 +53,26 @@ def bench_cohort(n_clients: int = 100_000, n_therapists: int = 5_000, repeats: i
     params = _params()
     Cohort(params, 1_000, 50, seed=0).run()  # warm-up: load the compiled kernel
     return _best_of(lambda: Cohort(params, n_clients, n_therapists, seed=1).run(), repeats)
+
+
+def bench_interpreted(n_clients: int = 5_000) -> dict[str, float]:
+    """Seconds for one cohort of ``n_clients`` x 16 sessions, the kernel compiled and interpreted.
+
+    The interpreted figure runs the same kernel as plain Python (``NUMBA_DISABLE_JIT=1``, in a
+    child process): what the compiler buys.
+    """
+    params = _params()
+    Cohort(params, 100, 5, seed=0).run()  # warm-up: load the compiled kernel
+    compiled = _best_of(lambda: Cohort(params, n_clients, n_clients // 20, seed=1).run(), 3)
+    code = (
+        "import time; from benchmarks.bench import _params; from sim.engine import Cohort; "
+        f"start = time.perf_counter(); Cohort(_params(), {n_clients}, {n_clients // 20}, seed=1).run(); "
+        "print(time.perf_counter() - start)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
+    return {"compiled_s": compiled, "interpreted_s": float(done.stdout.split()[-1])}
 
 
 def _batch_sets(n_sets: int) -> list[dict]:
@@ -154,6 +175,13 @@ def main() -> int:
     rate = 100_000 * SESSIONS / seconds
     print(f"cohort 100,000 clients x {SESSIONS} sessions, one core: {seconds:.2f} s ({rate / 1e6:.1f} M/s)")
     print(f"  target < 2 s: {2.0 / seconds:.1f}x under the target")
+
+    kernel = bench_interpreted()
+    print(
+        f"cohort 5,000 clients x {SESSIONS} sessions: {kernel['compiled_s'] * 1e3:.1f} ms with the compiled kernel, "
+        f"{kernel['interpreted_s']:.2f} s with the same kernel interpreted (NUMBA_DISABLE_JIT=1): "
+        f"{kernel['interpreted_s'] / kernel['compiled_s']:.0f}x"
+    )
 
     batch = bench_batch()
     print(
