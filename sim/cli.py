@@ -149,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a scenario and write its tables and figures")
     run.add_argument("scenario", help="a scenario name from scenarios/ or a path to a .toml file")
-    run.add_argument("--clients", type=positive_int, help="clients in the cohort")
-    run.add_argument("--therapists", type=positive_int, help="therapists in the cohort")
+    run.add_argument("--clients", type=positive_int, help="clients in the cohort (therapists scale with them)")
+    run.add_argument("--therapists", type=positive_int, help="therapists in the cohort (default: the caseload kept)")
     run.add_argument("--seed", type=seed_int, help="the run's seed")
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="change a parameter")
     run.add_argument("--out", required=True, help="directory for the outputs")
@@ -161,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         "scenarios", nargs="+", metavar="SCENARIO", help="scenario names or paths, e.g. baseline low_empathy"
     )
     comp.add_argument("--clients", type=positive_int, help="clients per cohort (default: the first scenario's)")
-    comp.add_argument("--therapists", type=positive_int, help="therapists per cohort (default: the first scenario's)")
+    comp.add_argument(
+        "--therapists", type=positive_int, help="therapists per cohort (default: the first scenario's caseload kept)"
+    )
     comp.add_argument("--seed", type=seed_int, help="the seed shared by all scenarios (default: the first scenario's)")
     comp.add_argument("--replicates", type=positive_int, default=10, help="cohorts per scenario (default 10)")
     comp.add_argument("--out", required=True, help="directory for compare.csv, compare.png and compare.svg")
@@ -172,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = vig.add_mutually_exclusive_group()
     which.add_argument("--client", type=int, default=0, metavar="ID", help="the client's id (default 0)")
     which.add_argument("--pick", choices=list(PICKS), help="the first client (lowest id) whose course ended this way")
-    vig.add_argument("--clients", type=positive_int, help="clients in the cohort")
+    vig.add_argument("--clients", type=positive_int, help="clients in the cohort (therapists scale with them)")
     vig.add_argument("--seed", type=seed_int, help="the run's seed")
     vig.add_argument("--out", required=True, help="directory for vignette.md, vignette.png and vignette.svg")
     vig.set_defaults(func=cmd_vignette)

@@ -26,7 +26,8 @@ class TherapyModel(mesa.Model):
 
     Args:
         scenario: a :class:`sim.scenario.Scenario`, a scenario name or a path (default baseline).
-        n_clients, n_therapists, seed: override the scenario's run settings.
+        n_clients, n_therapists, seed: override the scenario's run settings; n_clients alone keeps
+            the scenario's caseload (the therapists scale with it).
         **params: registry parameters to override (validated), e.g. ``therapist_empathy_mean=0.3``.
 
     Attributes:

@@ -90,7 +90,8 @@ def simulate(
 
     Args:
         scenario: a :class:`sim.scenario.Scenario`, a scenario name or path, or None for baseline.
-        clients, therapists, seed: override the scenario's run settings.
+        clients, therapists, seed: override the scenario's run settings; clients alone keeps the
+            scenario's caseload (the therapists scale with it).
         overrides: parameter values to change, validated against the registry.
 
     Example:

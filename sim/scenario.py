@@ -72,9 +72,16 @@ class Scenario:
         overrides: dict[str, Any] | None = None,
         where: str = "",
     ) -> Scenario:
-        """A copy with run settings and parameter values changed (validated)."""
+        """A copy with run settings and parameter values changed (validated).
+
+        Clients given without therapists keep the scenario's caseload: the therapists scale with
+        the clients (at least one), so a larger cohort is a larger sample of the same clinic, not
+        an overloaded one (caseloads above capacity add cancellations).
+        """
         settings = {"clients": clients, "therapists": therapists, "seed": seed}
         changes = {k: _check_run(k, v, where) for k, v in settings.items() if v is not None}
+        if "clients" in changes and "therapists" not in changes:
+            changes["therapists"] = max(1, round(changes["clients"] * self.therapists / self.clients))
         if overrides:
             merged = {**self.overrides, **_wrap(parameters.validate, overrides, where)}
             changes |= {"overrides": merged, "params": parameters.resolve(merged)}

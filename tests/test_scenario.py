@@ -93,6 +93,25 @@ def test_with_settings_validates():
         s.with_settings(overrides={"empathy": 0.5})
 
 
+def test_more_clients_keep_the_caseload_unless_therapists_are_given():
+    s = load_scenario("baseline")  # 500 clients, 25 therapists: caseloads of 20
+    assert s.with_settings(clients=2000).therapists == 100, "2000 clients should keep caseloads of 20 (100 therapists)"
+    assert s.with_settings(clients=3).therapists == 1, "a tiny cohort still has a therapist"
+    assert s.with_settings(clients=2000, therapists=7).therapists == 7, "given therapists are kept as given"
+    assert s.with_settings(seed=3).therapists == 25, "changing the seed alone leaves the cohort as it is"
+
+
+def test_a_larger_cohort_is_the_same_clinic_not_an_overloaded_one():
+    from sim.run import simulate
+
+    small = simulate("baseline", clients=500, seed=11).clients
+    large = simulate("baseline", clients=4000, seed=11).clients
+    # Overloaded caseloads would add cancellations, so fewer sessions; the same clinic gives the
+    # same mean within sampling error (SD of sessions attended ~5, SE of the difference ~0.25).
+    difference = large["sessions_attended"].mean() - small["sessions_attended"].mean()
+    assert abs(difference) < 1.0, f"mean sessions moved by {difference:.2f} with cohort size alone"
+
+
 def test_default_scenario_object():
     s = Scenario(name="blank")
     assert s.params == {name: p.default for name, p in REGISTRY.items()}
