@@ -80,8 +80,9 @@ $(VENV)/.installed-viz: pyproject.toml $(VENV)/.installed
 	$(RUN) -m pip install --quiet -e ".[viz]"
 	touch $@
 
-app: $(VENV)/.installed-viz  ## Mesa SolaraViz app on http://127.0.0.1:8765 (binds to localhost only)
-	$(RUN) -m solara run sim/app.py --host 127.0.0.1 --port 8765 --production
+SCENARIO ?= baseline
+app: $(VENV)/.installed-viz  ## Mesa SolaraViz app on http://127.0.0.1:8765 (localhost only); make app SCENARIO=low_empathy
+	$(RUN) -m sim app $(SCENARIO)
 
 # Debian's chromium for tests/test_app.py (Playwright drives it by path; never `playwright install`).
 # CI runs as root with apt; elsewhere a failed install only warns, and the browser test skips.

@@ -1,12 +1,11 @@
 """The interactive browser app: Mesa's SolaraViz on one therapy cohort, stepped a week at a time.
 
-Start it with ``make app``, or::
-
-    python -m solara run sim/app.py --host 127.0.0.1 --port 8765 --production
-
-and open http://127.0.0.1:8765. Move the sliders, press Reset to build a new cohort with those
-values, then Step or Play. Every Reset reuses the scenario's seed, so two cohorts differ only in the
-slider values (common random numbers): the same clients and therapists, the same luck.
+Start it with ``make app`` (``make app SCENARIO=low_empathy`` for another starting scenario), or
+``python -m sim app [SCENARIO] [--port 8765]``, and open http://127.0.0.1:8765. The controls start at
+the scenario's values and its teaching note is in the sidebar. Move the sliders, press Reset to
+build a new cohort with those values, then Step or Play. Every Reset reuses the scenario's seed,
+so two cohorts differ only in the slider values (common random numbers): the same clients and
+therapists, the same luck.
 
 The sliders are generated from :data:`sim.parameters.REGISTRY` (bounds, default, choices), never typed
 here; :data:`SLIDER_PARAMETERS` only says which parameters get one. The figures are plain functions
@@ -16,6 +15,7 @@ of a model that return a matplotlib Figure, so they can be used and tested witho
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -25,11 +25,12 @@ from mesa.visualization import SolaraViz
 from mesa.visualization.utils import update_counter
 
 from sim import dynamics
+from sim.cli import APP_SCENARIO_VARIABLE
 from sim.model import TherapyModel
 from sim.parameters import REGISTRY
-from sim.scenario import load_scenario
+from sim.scenario import Scenario, load_scenario
 
-BASE_SCENARIO = "baseline"
+BASE_SCENARIO = os.environ.get(APP_SCENARIO_VARIABLE, "baseline")  # set by ``python -m sim app SCENARIO``
 
 # Which registry parameters get a control, in sidebar order, with a label short enough for the
 # sidebar (the cohort panel lists the values in use). Bounds, defaults and choices come from the
@@ -278,6 +279,14 @@ def _figure_component(make_figure):
     return FigureComponent
 
 
+def scenario_markdown(scenario: Scenario) -> str:
+    """The starting scenario's description and teaching note, its "Look for" and "Literature" set apart."""
+    note = scenario.teaching_note.strip()
+    for heading in ("Look for:", "Literature:"):
+        note = note.replace(f"\n{heading}", f"\n\n**{heading}**")
+    return f"*{scenario.description}*\n\n{note}" if scenario.description else note
+
+
 @solara.component
 def CohortSummary(model):
     """The week's cohort numbers and the values the current cohort was built with."""
@@ -294,6 +303,7 @@ COMPONENTS = [
     _figure_component(caseload_figure),
 ]
 
+STARTING_SCENARIO = load_scenario(BASE_SCENARIO)
 model_params = make_model_params()
 model = AppModel(**initial_values(model_params))
 
@@ -304,6 +314,8 @@ def Page():
     with solara.Sidebar():
         with solara.Card("How to use"):
             solara.Markdown(HOW_TO, style={"font-size": "0.9em"})
+        with solara.Card(f"Scenario: {STARTING_SCENARIO.name}"):
+            solara.Markdown(scenario_markdown(STARTING_SCENARIO), style={"font-size": "0.85em"})
     SolaraViz(
         model,
         components=COMPONENTS,

@@ -1,4 +1,4 @@
-"""Command line: ``python -m sim run | compare | vignette | params | scenarios``.
+"""Command line: ``python -m sim run | compare | vignette | params | scenarios | app``.
 
 A user mistake (a bad scenario, an unknown parameter, a value out of range) is reported in one
 paragraph on stderr with exit status 2, never as a traceback.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from sim.parameters import ParameterError
 from sim.scenario import ScenarioError, list_scenarios, load_scenario
 
 USER_ERRORS = (ScenarioError, ParameterError, VignetteError)
+APP_SCENARIO_VARIABLE = "ALLIANCESIM_SCENARIO"  # how ``app`` tells sim/app.py which scenario to start from
 
 
 def _integer(text: str, lowest: int) -> int:
@@ -142,6 +144,29 @@ def cmd_scenarios(args) -> int:
     return 0
 
 
+def cmd_app(args) -> int:
+    """``app``: the interactive browser app (sim/app.py) on localhost, starting from a scenario."""
+    import importlib.util
+    import subprocess
+
+    scenario = load_scenario(args.scenario)  # a bad name or file is reported here, not in the browser
+    if importlib.util.find_spec("solara") is None:
+        print(
+            "error: the app needs the viz extra (solara and its offline assets): run `make app`, or "
+            '`pip install -e ".[viz]"` and try again.',
+            file=sys.stderr,
+        )
+        return 2
+    app = Path(__file__).with_name("app.py")
+    print(f"scenario {scenario.name}: open http://127.0.0.1:{args.port} (Ctrl-C stops the app)", flush=True)
+    env = {**os.environ, APP_SCENARIO_VARIABLE: args.scenario}
+    command = [sys.executable, "-m", "solara", "run", str(app), "--host", "127.0.0.1", "--port", str(args.port)]
+    try:
+        return subprocess.call([*command, "--production"], env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m sim``."""
     parser = argparse.ArgumentParser(prog="python -m sim", description="alliancesim: therapy courses as agents")
@@ -186,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     scenarios = sub.add_parser("scenarios", help="list the scenarios with one line each")
     scenarios.set_defaults(func=cmd_scenarios)
+
+    app = sub.add_parser("app", help="the interactive browser app on localhost, starting from a scenario")
+    app.add_argument("scenario", nargs="?", default="baseline", help="a scenario name or path (default baseline)")
+    app.add_argument("--port", type=positive_int, default=8765, help="localhost port (default 8765)")
+    app.set_defaults(func=cmd_app)
     return parser
 
 

@@ -1,8 +1,9 @@
 """The browser app: its controls come from the registry, and it runs in headless Chromium.
 
-The browser test starts ``python -m solara run sim/app.py`` on a free localhost port, loads the page
-in Debian's Chromium driven by Playwright (never ``playwright install``: see shared ENVIRONMENT
-notes), moves the therapist-empathy slider, presses Reset and Step, and checks that the plots change.
+The browser test starts the app as ``make app`` does (``python -m sim app low_empathy``) on a free
+localhost port, loads the page in Debian's Chromium driven by Playwright (never ``playwright
+install``: see shared ENVIRONMENT notes), checks the scenario's values and teaching note are shown,
+moves the therapist-empathy slider, presses Reset and Step, and checks that the plots change.
 It skips only outside CI when /usr/bin/chromium is missing; ``make test`` installs Chromium first.
 """
 
@@ -33,6 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 IN_CI = bool(os.environ.get("CI"))
+STARTING_SCENARIO = "low_empathy"  # not the default, so the test sees the scenario reach the app
 
 # Solara's hook linter flags a pattern inside Mesa's own SolaraViz code when the app is imported.
 pytestmark = pytest.mark.filterwarnings("ignore:.*found despite early return:UserWarning")
@@ -100,6 +102,26 @@ def test_app_model_accepts_the_controls_and_figures_draw():
     assert "Week 3" in app.summary_markdown(model)
 
 
+def test_the_sidebar_tells_the_scenario_and_the_controls_start_at_its_values():
+    from sim import app
+    from sim.scenario import load_scenario
+
+    params = app.make_model_params("low_empathy")
+    assert params["scenario"] == "low_empathy"
+    assert params["therapist_empathy_mean"]["value"] == 0.3, "controls should start at the scenario's values"
+    text = app.scenario_markdown(load_scenario("low_empathy"))
+    assert "**Look for:**" in text and "**Literature:**" in text, "the teaching note's parts should be set apart"
+    assert text.startswith("*Baseline with therapists low in empathy"), "the description should lead"
+
+
+def test_app_command_refuses_a_bad_scenario_before_starting(capsys):
+    from sim.cli import main
+
+    assert main(["app", "no_such_scenario"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_scenario" in err and "Traceback" not in err
+
+
 # ── the browser test ───────────────────────────────────────────────────────────────────────────────
 
 
@@ -129,9 +151,8 @@ def _listening_addresses(port: int) -> set[str]:
 def app_server():
     """The app on a free localhost port; yields its URL and port and always stops it."""
     port = _free_port()
-    cmd = [sys.executable, "-m", "solara", "run", "sim/app.py", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(
-        [*cmd, "--production"],
+        [sys.executable, "-m", "sim", "app", STARTING_SCENARIO, "--port", str(port)],  # as `make app` starts it
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -202,9 +223,13 @@ def test_app_in_headless_chromium(app_server, tmp_path):
             page.wait_for_function("document.querySelectorAll('.solara-content-main img').length >= 5")
             page.screenshot(path=str(tmp_path / "app-loaded.png"))
 
-            # Move the empathy slider to its lowest value with the keyboard, then build a new cohort.
+            # The controls start at the scenario's values; its teaching note is in the sidebar.
+            page.get_by_text("Scenario: low_empathy").wait_for()
+            assert page.get_by_text("Look for:").count() == 1, "the teaching note's 'Look for' should show"
             slider = page.locator(".v-input").filter(has_text="Therapist empathy").get_by_role("slider")
-            assert float(slider.get_attribute("aria-valuenow")) == pytest.approx(0.6)
+            assert float(slider.get_attribute("aria-valuenow")) == pytest.approx(0.3), "low_empathy starts at 0.3"
+
+            # Move the empathy slider to its lowest value with the keyboard, then build a new cohort.
             slider.focus()
             slider.press("Home")
             page.wait_for_function("el => Number(el.getAttribute('aria-valuenow')) === 0", arg=slider.element_handle())
