@@ -26,9 +26,14 @@ def _scenarios(table: pd.DataFrame) -> list[str]:
     return list(column.cat.categories) if isinstance(column.dtype, pd.CategoricalDtype) else list(column.unique())
 
 
-def _interval(values) -> dict[str, float]:
+def _interval(values, low: float = -np.inf, high: float = np.inf) -> dict[str, float]:
+    """Mean over replicates with its t interval, the interval cut at the values the metric can take.
+
+    A share near 0 over few replicates gets a t interval reaching below 0 (0.1% [-0.0%, 0.1%]);
+    no replicate can give such a value, so the interval ends at the bound.
+    """
     ci = mean_ci(np.asarray(values, dtype=float))
-    return {"mean": ci.mean, "ci_low": ci.low, "ci_high": ci.high}
+    return {"mean": ci.mean, "ci_low": max(ci.low, low), "ci_high": min(ci.high, high)}
 
 
 def cause_shares(clients: pd.DataFrame) -> pd.DataFrame:
@@ -62,11 +67,12 @@ def summary_table(metrics: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
     for m in METRICS:
         for name in names:
             values = metrics.loc[metrics["scenario"] == name, m.name]
-            rows.append({"metric": m.name, "scenario": name, **_interval(values)})
+            rows.append({"metric": m.name, "scenario": name, **_interval(values, m.low, m.high)})
     shares = cause_shares(clients)
     for cause in CAUSES:
         for name in names:
-            rows.append({"metric": CAUSE_PREFIX + cause, "scenario": name, **_interval(shares.loc[name, cause])})
+            share = _interval(shares.loc[name, cause], 0.0, 1.0)
+            rows.append({"metric": CAUSE_PREFIX + cause, "scenario": name, **share})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 

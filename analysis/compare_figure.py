@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -81,9 +83,23 @@ def _cause_panel(ax, table: pd.DataFrame, names: list[str]) -> None:
     ax.errorbar(
         names, 100 * total["mean"], yerr=err, fmt="none", ecolor="black", capsize=4, label="all dropout, 95% CI"
     )
+    ax.set_xticks(range(len(names)), [_wrapped(name) for name in names])
     ax.set(ylabel="dropped out (% of all clients)", title="Dropout by dominant cause (mean over replicates)")
     ax.set_ylim(0, 1.45 * max(bottom.max(), 1.0))
     ax.legend(frameon=False, fontsize="small", ncols=2, loc="upper left")
+
+
+def _wrapped(name: str, width: int = 14) -> str:
+    """A long scenario name broken after its underscores, so neighbouring tick labels do not collide."""
+    lines, line = [], ""
+    for part in name.split("_"):
+        piece = part if not line else f"_{part}"
+        if line and len(line) + len(piece) > width:
+            lines.append(line + "_")
+            line = part
+        else:
+            line += piece
+    return "\n".join([*lines, line])
 
 
 def _outcome_panel(ax, table: pd.DataFrame, names: list[str]) -> None:
@@ -126,5 +142,5 @@ def compare_figure(clients: pd.DataFrame, sessions: pd.DataFrame, table: pd.Data
     _cause_panel(axes[1, 0], table, names)
     _outcome_panel(axes[1, 1], table, names)
     if title:
-        fig.suptitle(title)
+        fig.suptitle("\n".join(textwrap.wrap(title, 150)))
     return fig

@@ -11,7 +11,7 @@ import pandas as pd
 
 from sim.dynamics import CASENESS
 from sim.outcomes import RELIABLE_CHANGE
-from sim.records import DROPOUT_TEXT
+from sim.records import DROPOUT_TEXT, completion_text
 
 PICKS = {
     "dropout": ("dropped out", lambda c: c["end_type"] == "dropout"),
@@ -134,8 +134,13 @@ def course_lines(sessions: pd.DataFrame, events: pd.DataFrame, intake_phq9: int)
     return lines
 
 
-def ending_text(row: pd.Series, followup_weeks: int | None = None) -> str:
-    """Why and when the course ended, and where the client's symptoms stood after it."""
+def ending_text(row: pd.Series, followup_weeks: int | None = None, planned_sessions: int | None = None) -> str:
+    """Why and when the course ended, and where the client's symptoms stood after it.
+
+    A completed course ended either with every planned session attended or, with sessions missed
+    or cancelled, when the course's window (planned sessions plus extra weeks) closed; knowing
+    ``planned_sessions`` the text says which.
+    """
     week, attended = row["end_session"], row["sessions_attended"]
     if row["end_type"] == "dropout":
         cause = DROPOUT_TEXT.get(row["dropout_cause"], str(row["dropout_cause"]).replace("_", " "))
@@ -143,7 +148,10 @@ def ending_text(row: pd.Series, followup_weeks: int | None = None) -> str:
     elif row["end_type"] == "good_enough":
         how = f"Therapist and client ended by agreement in week {week}, after {attended} sessions: good enough."
     elif row["end_type"] == "completed":
-        how = f"The planned course was completed in week {week}, with {attended} sessions attended."
+        if planned_sessions is None:
+            how = f"The course ended in week {week} as scheduled, with {attended} sessions attended."
+        else:
+            how = f"The course ended in week {week}: {completion_text(attended, planned_sessions)}."
     else:
         how = f"The course was still running in week {week}."
     intake, final, follow = row["intake_phq9"], row["final_phq9"], row["followup_phq9"]
@@ -159,7 +167,8 @@ def ending_text(row: pd.Series, followup_weeks: int | None = None) -> str:
         recovered = f"not recovered (still at caseness, PHQ-9 >= {CASENESS}, at the end)"
     relapse = " The gains did not hold: a relapse by follow-up." if row.get("relapse", False) else ""
     return (
-        f"{how} PHQ-9 {intake} at intake, {final} at the end ({severity(final)}), {follow} {later}: "
+        f"{how} PHQ-9 {intake} at intake, {final} at the end-of-course assessment ({severity(final)}), "
+        f"{follow} {later}: "
         f"{change} (reliable: a change of {RELIABLE_CHANGE} points or more); {recovered}.{relapse}"
     )
 
@@ -171,6 +180,7 @@ def narrative(
     client_id: int,
     scenario: str = "",
     followup_weeks: int | None = None,
+    planned_sessions: int | None = None,
 ) -> str:
     """The vignette as Markdown: profile at intake, the course session by session, the ending.
 
@@ -179,6 +189,7 @@ def narrative(
         client_id: the client to follow.
         scenario: the scenario's name, for the heading.
         followup_weeks: length of the follow-up, for the wording of the follow-up score.
+        planned_sessions: the course's planned sessions, to tell a completed course from a closed window.
 
     Raises:
         VignetteError: no such client.
@@ -200,7 +211,7 @@ def narrative(
         "",
         "## How it ended",
         "",
-        ending_text(row, followup_weeks),
+        ending_text(row, followup_weeks, planned_sessions),
         "",
     ]
     return "\n".join(lines)

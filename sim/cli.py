@@ -111,8 +111,8 @@ def cmd_vignette(args) -> int:
         )
     result = simulate(scenario)
     client_id = pick_client(result.clients, args.pick) if args.pick else args.client
-    followup = int(scenario.params["followup_weeks"])
-    text = narrative(result.clients, result.sessions, result.events, client_id, scenario.name, followup)
+    followup, planned = int(scenario.params["followup_weeks"]), int(scenario.params["planned_sessions"])
+    text = narrative(result.clients, result.sessions, result.events, client_id, scenario.name, followup, planned)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "vignette.md").write_text(text)
@@ -190,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--therapists", type=positive_int, help="therapists per cohort (default: the first scenario's caseload kept)"
     )
     comp.add_argument("--seed", type=seed_int, help="the seed shared by all scenarios (default: the first scenario's)")
-    comp.add_argument("--replicates", type=positive_int, default=10, help="cohorts per scenario (default 10)")
+    comp.add_argument(
+        "--replicates", type=positive_int, default=10, help="cohorts per scenario, 2 or more (default 10)"
+    )
     comp.add_argument("--out", required=True, help="directory for compare.csv, compare.png and compare.svg")
     comp.set_defaults(func=cmd_compare)
 

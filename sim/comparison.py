@@ -109,8 +109,11 @@ def compare(
 
     if not scenarios:
         raise ScenarioError("compare needs at least one scenario, e.g. compare('baseline', 'low_empathy').")
-    if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
-        raise ScenarioError(f"replicates = {replicates!r} is not allowed: use an integer of 1 or more.")
+    if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 2:
+        raise ScenarioError(
+            f"replicates = {replicates!r} is not allowed: the intervals are over replicates, so use an "
+            "integer of 2 or more (10 by default)."
+        )
     loaded = [_scenario(s) for s in scenarios]
     names = [s.name for s in loaded]
     twice = sorted({n for n in names if names.count(n) > 1})

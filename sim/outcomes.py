@@ -75,24 +75,28 @@ def sudden_gains(intake: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Metric:
-    """A cohort metric that describes itself."""
+    """A cohort metric that describes itself: name, label, unit and the range its values can take."""
 
     name: str
     label: str
     unit: str
+    low: float = -np.inf
+    high: float = np.inf
 
+
+SHARE = {"low": 0.0, "high": 1.0}
 
 METRICS = (
-    Metric("dropout_rate", "dropout", "share of clients"),
-    Metric("recovery_rate", "recovery", "share of finished courses at caseness"),
-    Metric("reliable_improvement_rate", "reliable improvement", "share of finished courses"),
-    Metric("reliable_deterioration_rate", "reliable deterioration", "share of finished courses"),
-    Metric("mean_sessions", "sessions attended", "sessions"),
-    Metric("mean_alliance", "mean alliance", "WAI-SR 12-60"),
-    Metric("alliance_outcome_r", "r(early alliance, PHQ-9 change)", "Pearson r"),
-    Metric("mean_change", "PHQ-9 change, intake minus final", "PHQ-9 points"),
-    Metric("ruptures_per_client", "ruptures per client", "ruptures"),
-    Metric("repair_share", "share of ruptures repaired", "share"),
+    Metric("dropout_rate", "dropout", "share of clients", **SHARE),
+    Metric("recovery_rate", "recovery", "share of finished courses at caseness", **SHARE),
+    Metric("reliable_improvement_rate", "reliable improvement", "share of finished courses", **SHARE),
+    Metric("reliable_deterioration_rate", "reliable deterioration", "share of finished courses", **SHARE),
+    Metric("mean_sessions", "sessions attended", "sessions", low=0.0),
+    Metric("mean_alliance", "mean alliance", "WAI-SR 12-60", low=12.0, high=60.0),
+    Metric("alliance_outcome_r", "r(early alliance, PHQ-9 change)", "Pearson r", low=-1.0, high=1.0),
+    Metric("mean_change", "PHQ-9 change, intake minus final", "PHQ-9 points", low=-27.0, high=27.0),
+    Metric("ruptures_per_client", "ruptures per client", "ruptures", low=0.0),
+    Metric("repair_share", "share of ruptures repaired", "share", **SHARE),
 )
 
 

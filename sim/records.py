@@ -38,6 +38,13 @@ DROPOUT_TEXT = {
 }
 
 
+def completion_text(attended: int, planned: int) -> str:
+    """Why a course counted as completed ended: every planned session attended, or the window closed."""
+    if attended >= planned:
+        return f"all {planned} planned sessions attended: the course is complete"
+    return f"the course's window closed with {attended} of {planned} planned sessions attended"
+
+
 def _clients_of(cohort, s: int):
     c = cohort.clients
     return {k: np.broadcast_to(getattr(c, k), cohort.state.active.shape)[s] for k in c.__dataclass_fields__}
@@ -158,9 +165,9 @@ def events_table(cohort, s: int = 0) -> pd.DataFrame:
             texts = np.where(cause == "a break", "rupture after a break in therapy", "rupture: " + cause)
         elif flag == dyn.DROPOUT:
             cause = dropout_cause[c_idx].astype(object)
-            texts = "client stopped attending: " + np.vectorize(DROPOUT_TEXT.get, otypes=[object])(cause)
+            texts = "dropped out: " + np.vectorize(DROPOUT_TEXT.get, otypes=[object])(cause)
         elif flag == dyn.COMPLETED:
-            texts = np.full(len(w_idx), f"the course ended as planned (up to {planned} sessions)", dtype=object)
+            texts = np.array([completion_text(a, planned) for a in cohort.state.attended[s, c_idx]], dtype=object)
         frames.append(
             pd.DataFrame(
                 {

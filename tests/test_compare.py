@@ -92,3 +92,18 @@ def test_cli_compare_bad_input_exits_2(tmp_path):
     r = cli("compare", "baseline", "baseline", "--out", tmp_path, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and "twice" in r.stderr
+
+
+def test_cli_compare_one_replicate_is_refused_not_a_traceback(tmp_path):
+    r = cli("compare", "baseline", "low_empathy", "--replicates", 1, "--out", tmp_path, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "2 or more" in r.stderr, r.stderr
+
+
+def test_intervals_stay_within_what_a_metric_can_take():
+    result = compare("baseline", "low_empathy", clients=60, therapists=3, seed=5, replicates=2)
+    table = result.table
+    shares = table[table["metric"].str.startswith("dropout_cause:") | table["metric"].str.endswith("_rate")]
+    assert (shares["ci_low"] >= 0).all() and (shares["ci_high"] <= 1).all(), "a share's interval left [0, 1]"
+    alliance = table[table["metric"] == "mean_alliance"]
+    assert (alliance["ci_low"] >= 12).all() and (alliance["ci_high"] <= 60).all(), "WAI-SR interval left 12-60"

@@ -41,6 +41,19 @@ def test_narrative_of_a_dropout_names_the_cause(run):
         assert part in text, part
 
 
+def test_a_completed_course_says_whether_every_session_was_attended_or_the_window_closed(run):
+    done = run.clients[run.clients["end_type"] == "completed"]
+    full = done[done["sessions_attended"] == 16]["client_id"].iloc[0]
+    short = done[done["sessions_attended"] < 16]["client_id"].iloc[0]
+    full_end = narrative(run.clients, run.sessions, run.events, full, planned_sessions=16).split("## How it ended")[1]
+    assert "all 16 planned sessions attended" in full_end, full_end
+    attended = done.set_index("client_id").loc[short, "sessions_attended"]
+    short_end = narrative(run.clients, run.sessions, run.events, short, planned_sessions=16).split("## How it ended")[1]
+    assert f"window closed with {attended} of 16 planned sessions" in short_end, short_end
+    log = run.events[(run.events["client_id"] == short) & (run.events["event"] == "completed")]
+    assert log["text"].str.contains("window closed").all(), "the event log should say the window closed"
+
+
 def test_narrative_tells_ruptures_and_repairs_session_by_session(run):
     client_id = pick_client(run.clients, "rupture-repaired")
     text = narrative(run.clients, run.sessions, run.events, client_id)
