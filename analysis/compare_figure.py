@@ -17,7 +17,7 @@ OUTCOME_LABELS = {
     "reliable_improvement_rate": "reliable\nimprovement",
     "reliable_deterioration_rate": "reliable\ndeterioration",
 }
-CAUSE_COLORS = dict(zip(CAUSES, plt.get_cmap("tab10").colors[3:], strict=False))
+CAUSE_COLORS = dict(zip(CAUSES[:-1], plt.get_cmap("tab10").colors[3:], strict=True)) | {"background": "#d9d9d9"}
 
 
 def _names(table: pd.DataFrame) -> list[str]:

@@ -53,7 +53,9 @@ DROPOUT_CAUSES = (
     "early_disengagement",
     "stopped_attending",
     "felt_better",
+    "background",
 )
+CAUSE_MIN_LOG_ODDS = math.log(1.5)  # the smallest term that names a dropout's cause
 RUPTURE_CAUSES = ("", "everyday strain", "confrontation", "withdrawal", "cultural misunderstanding", "a break")
 
 METRICS = (
@@ -99,6 +101,12 @@ def expit(x: float) -> float:
 def normal_cdf(x: float) -> float:
     """The standard normal distribution function (accurate in the lower tail)."""
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def dominant_cause(terms: list[float]) -> str:
+    """The largest dropout term's cause, if it raises the odds by at least half; else "background"."""
+    best = max(range(len(terms)), key=terms.__getitem__)  # the first, at a tie
+    return DROPOUT_CAUSES[1 + best] if terms[best] >= CAUSE_MIN_LOG_ODDS else "background"
 
 
 def truncated_normal(u: float, mean: float, sd: float, low: float, high: float) -> float:
@@ -394,18 +402,18 @@ class RefClient(mesa.Agent):
                 logit += term
             if rng.random() < expit(logit):
                 dropout = True
-                self.dropout_cause = DROPOUT_CAUSES[1 + max(range(len(terms)), key=terms.__getitem__)]
+                self.dropout_cause = dominant_cause(terms)
         if completed or good_enough or dropout:
             self.end_type = "completed" if completed else "good_enough" if good_enough else "dropout"
             self.end_week = week
             self.active = False
 
     def dropout_terms(self, week: int, alliance: float) -> list[float]:
-        """Log-odds contributions to the dropout hazard, in the order of ``DROPOUT_CAUSES[1:]``.
+        """Log-odds contributions to the dropout hazard, in the order of ``DROPOUT_CAUSES[1:-1]``.
 
         Alliance counts from the weak-alliance threshold and engagement from the midpoint of its
         scale: below them they add risk, above them they protect. Every other term is zero when its
-        risk factor is absent, so the largest term (the first, at a tie) names the dominant cause.
+        risk factor is absent.
         """
         p = self.model.p
         return [

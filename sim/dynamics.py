@@ -44,7 +44,11 @@ DROPOUT_CAUSES = (
     "early_disengagement",
     "stopped_attending",
     "felt_better",
+    "background",
 )
+# A risk factor names a dropout when its term is the largest and raises the odds by at least half;
+# below that no factor stands out and the dropout is put down to the background rate of leaving.
+CAUSE_MIN_LOG_ODDS = float(np.log(1.5))
 CASENESS = 10  # PHQ-9 >= 10 (NHS Talking Therapies)
 EARLY_WEEKS = 3  # "early phase" of the dropout hazard
 
@@ -359,15 +363,16 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
 def _dropout_hazard(base, terms):
     """Dropout log-odds and its dominant cause (index into DROPOUT_CAUSES).
 
-    The terms, in the order of DROPOUT_CAUSES[1:], are log-odds added to ``base``. Alliance counts
+    The terms, in the order of DROPOUT_CAUSES[1:-1], are log-odds added to ``base``. Alliance counts
     from the weak-alliance threshold and engagement from the midpoint of its scale: below them they
-    add risk, above them they protect. Every other term is zero when its risk factor is absent, so
-    the largest term names the dominant cause.
+    add risk, above them they protect. Every other term is zero when its risk factor is absent. The
+    largest term names the dominant cause if it raises the odds by at least half
+    (:data:`CAUSE_MIN_LOG_ODDS`); otherwise no factor stands out and the cause is "background".
     """
-    total, best, cause = base, -np.inf, 0
+    total, best, cause = base, CAUSE_MIN_LOG_ODDS, len(terms) + 1
     for j in range(len(terms)):
         total += terms[j]
-        if terms[j] > best:
+        if terms[j] >= best:
             best, cause = terms[j], j + 1
     return cause, total
 

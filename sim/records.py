@@ -35,6 +35,7 @@ DROPOUT_TEXT = {
     "early_disengagement": "early disengagement before a working relationship formed",
     "stopped_attending": "after missed sessions the client stopped attending",
     "felt_better": "the client felt better and saw no need to continue",
+    "background": "no risk in therapy stood out (the background rate of leaving: a move, a new job, life)",
 }
 
 

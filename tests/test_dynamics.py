@@ -459,3 +459,18 @@ def test_no_followup_means_no_relapse():
     o, _ = run_sets([{"followup_weeks": 0}])
     assert not o["relapse"].any(), "with no follow-up period nobody can relapse"
     assert np.array_equal(o["followup_phq9"], o["final_phq9"]), "with no follow-up, follow-up PHQ-9 is the final one"
+
+
+def test_a_dropout_is_put_down_only_to_a_risk_that_is_present():
+    # No barrier risk and a high base rate: before the fix, dropouts with no risk factor standing out
+    # were put down to the first term, an unrepaired rupture, even for clients who never ruptured.
+    from sim.run import simulate
+
+    c = simulate("baseline", clients=2000, seed=3, overrides={"dropout_barriers": 0.0, "dropout_base": -3.0}).clients
+    dropped = c[c["end_type"] == "dropout"]
+    rupture = dropped[dropped["dropout_cause"] == "unrepaired_rupture"]
+    assert (rupture["ruptures"] > rupture["repairs"]).all(), "an unrepaired-rupture dropout needs an open rupture"
+    assert not (dropped["dropout_cause"] == "practical_barriers").any(), "barriers add no risk here"
+    assert (dropped["dropout_cause"] == "background").any(), (
+        "with a high base rate, some dropouts have no stand-out risk"
+    )

@@ -55,6 +55,13 @@ def test_states_stay_in_range_and_counts_add_up(ps, seed):
     assert np.all(attended[good_enough] >= ps["good_enough_min_sessions"])
     assert np.all((o["dropout_cause"] > 0) == dropout), "a dropout cause exactly when the client dropped out"
     assert np.all(o["dropout_cause"] < len(dyn.DROPOUT_CAUSES))
+    rupture_dropout = o["dropout_cause"] == dyn.DROPOUT_CAUSES.index("unrepaired_rupture")
+    assert np.all(o["ruptures"][rupture_dropout] > o["repairs"][rupture_dropout]), (
+        "a dropout put down to an unrepaired rupture needs a rupture still open"
+    )
+    if ps["dropout_barriers"] == 0 or ps["barriers_mean"] == ps["barriers_sd"] == 0:
+        barrier_dropout = o["dropout_cause"] == dyn.DROPOUT_CAUSES.index("practical_barriers")
+        assert not barrier_dropout.any(), "no dropout can be put down to barriers that add no risk"
 
     # Ruptures and repairs.
     assert np.all(o["repairs"] <= o["ruptures"]), "a repair needs a rupture"
