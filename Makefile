@@ -32,7 +32,7 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 
 docs: $(VENV)/.installed  ## regenerate docs/parameters.md from the registry
-	$(RUN) -m sim params --markdown > docs/parameters.md
+	$(RUN) -m sim params --markdown > docs/parameters.md.tmp && mv docs/parameters.md.tmp docs/parameters.md
 
 bench: $(VENV)/.installed  ## speed figures (see docs/performance.md)
 	$(RUN) benchmarks/bench.py

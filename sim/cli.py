@@ -18,7 +18,12 @@ from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
 from sim.scenario import ScenarioError, list_scenarios, load_scenario
 
-USER_ERRORS = (ScenarioError, ParameterError, VignetteError)
+
+class OutputError(ValueError):
+    """The output directory cannot be used (a file of that name, no permission)."""
+
+
+USER_ERRORS = (ScenarioError, ParameterError, VignetteError, OutputError)
 APP_SCENARIO_VARIABLE = "ALLIANCESIM_SCENARIO"  # how ``app`` tells sim/app.py which scenario to start from
 
 
@@ -60,14 +65,27 @@ def write_run(result, out: Path) -> list[Path]:
     return written
 
 
+def output_dir(out: str | Path) -> Path:
+    """Create the output directory, or refuse it before any simulation runs (nothing computed is lost)."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"--out {out}: a file of that name exists; give a directory.") from None
+    except OSError as err:
+        raise OutputError(f"--out {out}: cannot create the directory ({err.strerror or err}).") from None
+    return out
+
+
 def cmd_run(args) -> int:
     """``run``: one scenario, its tables, summary and figure."""
     from sim.run import simulate
 
     overrides = dict(parameters.parse_assignment(a) for a in args.set)
     scenario = load_scenario(args.scenario)
+    out = output_dir(args.out)
     result = simulate(scenario, clients=args.clients, therapists=args.therapists, seed=args.seed, overrides=overrides)
-    write_run(result, Path(args.out))
+    write_run(result, out)
     s = result.summary
     print(
         f"{s['scenario']}: {s['clients']} clients, {s['therapists']} therapists, seed {s['seed']}\n"
@@ -84,10 +102,11 @@ def cmd_compare(args) -> int:
     """``compare``: scenarios side by side on common random numbers, over replicates."""
     from sim.comparison import compare
 
+    out = output_dir(args.out)
     result = compare(
         *args.scenarios, clients=args.clients, therapists=args.therapists, seed=args.seed, replicates=args.replicates
     )
-    result.save(Path(args.out))
+    result.save(out)
     s = result.settings
     print(
         f"{' vs '.join(result.scenarios)}: {s['clients']} clients, {s['therapists']} therapists, seed {s['seed']}, "
@@ -109,12 +128,11 @@ def cmd_vignette(args) -> int:
             f"no client {args.client} in this run: use an id from 0 to {scenario.clients - 1} "
             "(or --clients to grow it)."
         )
+    out = output_dir(args.out)
     result = simulate(scenario)
     client_id = pick_client(result.clients, args.pick) if args.pick else args.client
     followup, planned = int(scenario.params["followup_weeks"]), int(scenario.params["planned_sessions"])
     text = narrative(result.clients, result.sessions, result.events, client_id, scenario.name, followup, planned)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "vignette.md").write_text(text)
     title = f"Client {client_id}, scenario {scenario.name} (seed {result.summary['seed']})"
     save(vignette_figure(result.clients, result.sessions, client_id, title, followup), out, "vignette")
@@ -129,11 +147,14 @@ def cmd_params(args) -> int:
     if args.markdown:
         sys.stdout.write(parameters_markdown())
         return 0
-    for p in parameters.REGISTRY.values():
-        if args.group and p.group != args.group:
+    for group, title in parameters.GROUPS.items():
+        if args.group and group != args.group:
             continue
-        free = " [free]" if p.free else ""
-        print(f"{p.name:32} {p.default!s:>15}  {p.allowed:28} {p.unit:18} {p.meaning}{free}")
+        print(f"\n{title.capitalize()} (--group {group})")
+        for p in (p for p in parameters.REGISTRY.values() if p.group == group):
+            free = " [free: fitted by make calibrate]" if p.free else ""
+            print(f"  {p.name:32} {p.default!s:>15}  {p.allowed:28} {p.unit:18} {p.meaning}{free}")
+            print(f"  {'':32} {'':>15}  source: {p.source}")
     return 0
 
 
@@ -230,3 +251,6 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into a reader that stopped early (| head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 0

@@ -10,7 +10,7 @@ from sim.agents import Client, Therapist
 from sim.engine import Cohort
 from sim.outcomes import cohort_metrics
 from sim.run import client_outcomes
-from sim.scenario import Scenario, load_scenario
+from sim.scenario import Scenario, ScenarioError, load_scenario
 
 MODEL_REPORTERS = {
     "active_clients": "active_clients",
@@ -28,6 +28,9 @@ class TherapyModel(mesa.Model):
         scenario: a :class:`sim.scenario.Scenario`, a scenario name or a path (default baseline).
         n_clients, n_therapists, seed: override the scenario's run settings; n_clients alone keeps
             the scenario's caseload (the therapists scale with it).
+        replicate: which independent cohort of the seed (0, 1, ...). Under ``mesa.batch_run``,
+            ``iterations`` repeat one run exactly (same seed, same cohort); sweep ``replicate``
+            instead for independent, reproducible cohorts.
         **params: registry parameters to override (validated), e.g. ``therapist_empathy_mean=0.3``.
 
     Attributes:
@@ -50,6 +53,7 @@ class TherapyModel(mesa.Model):
         n_clients: int | None = None,
         n_therapists: int | None = None,
         seed: int | None = None,
+        replicate: int = 0,
         **params,
     ):
         if not isinstance(scenario, Scenario):
@@ -59,7 +63,14 @@ class TherapyModel(mesa.Model):
         )
         super().__init__(seed=scenario.seed)
         self.scenario = scenario
-        self.cohort = Cohort(scenario.params, scenario.clients, scenario.therapists, scenario.seed, record=True)
+        if isinstance(replicate, bool) or not isinstance(replicate, int) or replicate < 0:
+            raise ScenarioError(
+                f"replicate = {replicate!r} is not allowed (TherapyModel): use an integer of 0 or more."
+            )
+        self.replicate = replicate
+        self.cohort = Cohort(
+            scenario.params, scenario.clients, scenario.therapists, scenario.seed, replicate=replicate, record=True
+        )
         self.therapist_agents = [Therapist(self, j) for j in range(scenario.therapists)]
         self.client_agents = [Client(self, i) for i in range(scenario.clients)]
         self.caseload = self._caseload_graph()

@@ -9,6 +9,7 @@ writes their fitted values to ``sim/calibrated.toml``; those values then replace
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -80,22 +81,28 @@ class Param:
             raise ParameterError(
                 f"{self.name} = {value!r} has the wrong type{at}: it must be {self.allowed} ({self.unit})."
             )
-        if self.kind == "int":
-            if float(value) != int(value):
-                raise ParameterError(f"{self.name} = {value!r} must be an integer{at}: use {self.allowed}.")
-            value = int(value)
-        else:
-            value = float(value)
-        if not self.low <= value <= self.high:
+        # Compared before any conversion: int(inf), int(nan) and float(10**400) raise, and a value
+        # out of range is refused as such rather than as a conversion failure.
+        if not (isinstance(value, int) or math.isfinite(value)) or not self.low <= value <= self.high:
             raise ParameterError(
-                f"{self.name} = {_fmt(value)} is outside [{_fmt(self.low)}, {_fmt(self.high)}]{at}: "
+                f"{self.name} = {_shown(value)} is outside [{_fmt(self.low)}, {_fmt(self.high)}]{at}: "
                 f"use {self.allowed} ({self.unit})."
             )
-        return value
+        if self.kind == "int":
+            if value != int(value):
+                raise ParameterError(f"{self.name} = {value!r} must be an integer{at}: use {self.allowed}.")
+            return int(value)
+        return float(value)
 
 
 def _fmt(x: float) -> str:
     return f"{x:g}"
+
+
+def _shown(value: float) -> str:
+    """A value as a message quotes it, a huge integer cut short."""
+    text = _fmt(value) if isinstance(value, float) else str(value)
+    return text if len(text) <= 20 else text[:12] + "... (" + str(len(text)) + " digits)"
 
 
 def _p(name, default, low, high, unit, group, meaning, source, **kw) -> Param:
@@ -198,8 +205,8 @@ _DECLARED: tuple[Param, ...] = (
     _p("engagement_attendance", 3.0, 0, 8, "log-odds", _M, "log-odds of attending lost per unit disengagement", _ASSUME),
     _p("barriers_attendance", 2.0, 0, 6, "log-odds", _M, "log-odds of attending lost per unit practical barriers", _DROPOUT),
     # ── mechanisms: dropout ───────────────────────────────────────────────────────────────────
-    _p("dropout_base", -5.2, -10, 0, "log-odds", _M, "weekly dropout log-odds at a midpoint alliance and engagement, no other risk", _DROPOUT, free=True),
-    _p("dropout_alliance", 4.0, 0, 10, "log-odds", _M, "dropout log-odds added per unit alliance below the scale midpoint (WAI-SR 36)", "Sharf, Primavera & Diener (2010), Psychotherapy 47(4), 637-645", free=True),
+    _p("dropout_base", -5.2, -10, 0, "log-odds", _M, "weekly dropout log-odds at the weak-alliance threshold and midpoint engagement, no other risk", _DROPOUT, free=True),
+    _p("dropout_alliance", 4.0, 0, 10, "log-odds", _M, "dropout log-odds added per unit alliance (0-1) below weak_alliance_threshold", "Sharf, Primavera & Diener (2010), Psychotherapy 47(4), 637-645", free=True),
     _p("dropout_rupture", 1.5, 0, 5, "log-odds", _M, "dropout log-odds added while a rupture is unrepaired", _REPAIR, free=True),
     _p("dropout_engagement", 2.0, 0, 10, "log-odds", _M, "dropout log-odds added per unit engagement below the scale midpoint", _ASSUME),
     _p("dropout_barriers", 1.5, 0, 5, "log-odds", _M, "dropout log-odds added per unit practical barriers", _DROPOUT),

@@ -135,6 +135,10 @@ def load_scenario(name_or_path: str | Path = "baseline") -> Scenario:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(f"{path}: not valid TOML: {err}. Check quotes, brackets and '=' on that line.") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{path}: not a text file in UTF-8; save the scenario as UTF-8 TOML.") from None
+    except OSError as err:
+        raise ScenarioError(f"{path}: cannot be read ({err.strerror or err}).") from None
     return _from_dict(data, path)
 
 

@@ -69,8 +69,11 @@ def test_run_writes_every_contract_file(tmp_path):
 def test_params_prints_the_registry(tmp_path):
     r = cli("params", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    for name in sim.REGISTRY:
+    for name, p in sim.REGISTRY.items():
         assert name in r.stdout
+        assert f"source: {p.source}" in r.stdout, f"{name}'s source should be printed"
+    for title in ("Therapist population", "Client population", "Mechanisms", "Course"):
+        assert title in r.stdout, f"the {title} group should have a heading"
 
 
 def _bad(tmp_path, name, text):
@@ -87,6 +90,11 @@ def _bad(tmp_path, name, text):
         ("unknown key", "[therapists]\nempathy = 0.4\n", [], ["empathy", "unknown parameter"]),
         ("wrong type", "[therapists]\ntherapist_empathy_mean = 'high'\n", [], ["therapist_empathy_mean", "[0, 1]"]),
         ("out of range", "[course]\nplanned_sessions = 100\n", [], ["planned_sessions", "100", "[1, 40]"]),
+        ("infinite integer", "[course]\nplanned_sessions = inf\n", [], ["planned_sessions", "inf", "[1, 40]"]),
+        ("NaN integer", "[course]\nplanned_sessions = nan\n", [], ["planned_sessions", "nan", "[1, 40]"]),
+        ("overflowing float", "[course]\nplanned_sessions = 1e400\n", [], ["planned_sessions", "[1, 40]"]),
+        ("huge integer", "[therapists]\ntherapist_empathy_mean = " + "9" * 400 + "\n", [], ["400 digits", "[0, 1]"]),
+        ("--set infinite", "", ["--set", "planned_sessions=inf"], ["planned_sessions", "[1, 40]"]),
         ("unknown --set", "", ["--set", "empathy=0.5"], ["empathy", "unknown parameter"]),
         (
             "--set out of range",
@@ -108,3 +116,23 @@ def test_bad_input_exits_2_with_one_clear_message(tmp_path, case, toml, extra, n
     for needle in needles:
         assert needle in message, f"{case}: the message should mention {needle!r}: {message!r}"
     assert not (tmp_path / "out").exists(), f"{case}: nothing should be written"
+
+
+def test_a_scenario_that_is_not_utf8_text_is_refused(tmp_path):
+    path = tmp_path / "scenario.toml"
+    path.write_bytes(b'name = "x"\n\xff\xfe\n')
+    r = cli("run", path, "--clients", 10, "--out", tmp_path / "out", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert str(path) in r.stderr and "UTF-8" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["run", "baseline"], ["compare", "baseline", "low_empathy"], ["vignette", "baseline"]]
+)
+def test_out_naming_a_file_is_refused_before_anything_runs(tmp_path, command):
+    taken = tmp_path / "results"
+    taken.write_text("not a directory")
+    r = cli(*command, "--clients", 10, "--out", taken, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "a file of that name exists" in r.stderr, r.stderr
+    assert taken.read_text() == "not a directory", "the file must be left as it was"

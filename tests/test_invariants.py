@@ -14,7 +14,7 @@ from sim.run import client_outcomes
 N_CLIENTS, N_THERAPISTS = 80, 6
 # No shrinking: a failing example is printed as drawn, and a failure stays quick.
 NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
-FAST = settings(max_examples=25, deadline=None, phases=NO_SHRINK, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=100, deadline=None, phases=NO_SHRINK, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _value(p):
@@ -25,10 +25,8 @@ def _value(p):
     return st.floats(p.low, p.high, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
 
-# Every parameter drawn; courses kept short enough for a quick test.
-PARAM_VECTORS = st.fixed_dictionaries({name: _value(p) for name, p in REGISTRY.items()}).map(
-    lambda d: {**d, "planned_sessions": min(d["planned_sessions"], 20), "extra_weeks": min(d["extra_weeks"], 8)}
-)
+# Every parameter drawn over its whole registry range, course lengths included.
+PARAM_VECTORS = st.fixed_dictionaries({name: _value(p) for name, p in REGISTRY.items()})
 
 
 def _run(ps, seed, record=True):

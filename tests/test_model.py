@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sim import TherapyModel
+from sim.dynamics import END_TYPES
 from sim.engine import Cohort
 from sim.model import AGENT_REPORTERS, MODEL_REPORTERS
 from sim.run import client_outcomes
@@ -42,7 +43,7 @@ def test_client_agents_read_and_write_the_arrays(model):
     assert client.bond == s.bond[0, 7]
     assert client.phq9 == s.phq9[0, 7]
     assert client.alliance == pytest.approx(12 + 16 * (s.bond[0, 7] + s.goal[0, 7] + s.task[0, 7]))
-    assert client.status == "active" or client.status in ("completed", "good_enough", "dropout")
+    assert client.status == END_TYPES[s.end_type[0, 7]], "status reads the client's end type"
     assert client.therapist.therapist_id == model.cohort.assignment[0, 7]
     s.bond[0, 7] = 0.123
     assert client.bond == 0.123, "an agent reads its slot of the arrays, it holds no copy"
@@ -133,3 +134,20 @@ def test_batch_run_small_factorial():
         assert dropout == sorted(dropout), "cumulative dropout never falls"
         active = [r["active_clients"] for r in rows]
         assert active == sorted(active, reverse=True), "clients leave, none come back"
+
+
+def test_batch_run_replicates_are_independent_cohorts_and_iterations_repeat_one():
+    grid = {"n_clients": 60, "n_therapists": 4, "seed": 3, "replicate": [0, 1, 2]}
+    runs = mesa.batch_run(
+        TherapyModel, parameters=grid, iterations=2, number_processes=1, data_collection_period=-1,
+        display_progress=False,
+    )  # fmt: skip
+    by_replicate = {}
+    for r in runs:
+        by_replicate.setdefault(r["replicate"], []).append((r["cumulative_dropout"], r["mean_phq9"]))
+    for replicate, outcomes in by_replicate.items():
+        assert outcomes[0] == outcomes[1], f"iterations of replicate {replicate} should repeat one run exactly"
+    distinct = {outcomes[0] for outcomes in by_replicate.values()}
+    assert len(distinct) == 3, "each replicate should be its own cohort"
+    with pytest.raises(ScenarioError, match="replicate"):
+        TherapyModel(n_clients=10, n_therapists=2, replicate=-1)

@@ -20,12 +20,17 @@ def test_baseline_summary_matches_committed_file():
     for key in ("scenario", "clients", "seed", "therapists"):
         assert fresh[key] == committed[key], f"baseline setting {key} changed: refresh with `{REFRESH}`"
     assert fresh["metrics"].keys() == committed["metrics"].keys(), f"metrics changed: refresh with `{REFRESH}`"
+    # Same numerical libraries: bit for bit. Others: a few of the 1,000 clients may decide differently
+    # when a draw sits on a threshold, moving a share by a few thousandths; a model change moves more.
+    exact = fresh["versions"] == committed.get("versions")
+    tolerance = {"rel_tol": 1e-12, "abs_tol": 1e-12} if exact else {"rel_tol": 0.02, "abs_tol": 0.01}
     for name, value in committed["metrics"].items():
         now = fresh["metrics"][name]
-        same = (math.isnan(value) and math.isnan(now)) or math.isclose(now, value, rel_tol=1e-12, abs_tol=1e-12)
+        same = (math.isnan(value) and math.isnan(now)) or math.isclose(now, value, **tolerance)
         assert same, (
-            f"baseline {name} changed from {value!r} to {now!r}. If the change in model behaviour is "
-            f"intended, refresh the committed summary with `{REFRESH}` and commit it with the change."
+            f"baseline {name} changed from {value!r} to {now!r} (libraries {fresh['versions']}, file computed "
+            f"with {committed.get('versions')}). If the change in model behaviour is intended, refresh the "
+            f"committed summary with `{REFRESH}` and commit it with the change."
         )
 
 
