@@ -3,6 +3,11 @@
 - ``sensitivity DIR``: re-make indices.csv and figures from a sweep's stored outputs;
 - ``validate``: every published fact against the baseline (``make validate``);
 - ``calibrate``: fit the free parameters to the calibration facts (``make calibrate``).
+
+Exit status: 0 when the command ran (for ``validate`` whatever the table says, it is a report); 1
+only under ``validate --strict``, when a calibration fact misses its band; 2 for a usage mistake (a
+bad argument, scenario, targets file, parameter name or output path), reported in one paragraph on
+stderr, never as a traceback. CI can so tell a calibration miss (1) from a broken command (2).
 """
 
 import argparse
@@ -10,28 +15,90 @@ import sys
 from pathlib import Path
 
 from analysis.sensitivity import AnalysisError, analyse_dir
+from analysis.targets import TargetsError
+from sim.cli import positive_int, seed_int
 from sim.memory import keep_freed_memory
+from sim.parameters import ParameterError
+from sim.scenario import ScenarioError
+
+EXIT_STATUS = (
+    "exit status: 0 done; 1 a calibration fact missed its band (validate --strict only); "
+    "2 a usage mistake (bad argument, scenario, targets file or output path)."
+)
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used; the message says which and what is allowed."""
+
+
+USER_ERRORS = (UsageError, ScenarioError, ParameterError, TargetsError, AnalysisError)
+
+
+def at_least_two(text: str) -> int:
+    """Argument type: an integer of 2 or more (a t-interval needs two replicates, an ICC two therapists)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 2")
+    return value
+
+
+def _directory(path: Path, flag: str) -> Path:
+    """Create an output directory before anything is simulated, so a bad path costs no run."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"{flag} {path}: a file of that name exists; give a directory.") from None
+    except OSError as err:
+        raise UsageError(f"{flag} {path}: cannot create the directory ({err.strerror or err}).") from None
+    return path
+
+
+def _file(path: Path, flag: str) -> Path:
+    """Check an output file's place before a long fit, which would otherwise fail only at its end."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory; give the path of the file to write.")
+    _directory(path.parent, f"{flag} (its folder)")
+    return path
 
 
 def _sensitivity(args) -> int:
-    try:
-        written = analyse_dir(args.dir)
-    except AnalysisError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    written = analyse_dir(args.dir)
     print(f"wrote {written['indices']} and {len(written['figures'])} figure files in {args.dir / 'figures'}")
     return 0
 
 
 def _add_validate(sub) -> None:
     from analysis.targets import TARGETS_FILE
-    from analysis.validate import DOCS
+    from analysis.validate import DEFAULT_CLIENTS, DEFAULT_REPLICATES, DOCS
 
-    v = sub.add_parser("validate", help="every published fact against the baseline: validation.csv and docs")
-    v.add_argument("--replicates", type=int, default=20, help="replicates (default 20)")
-    v.add_argument("--clients", type=int, default=2000, help="clients per replicate (default 2000)")
-    v.add_argument("--therapists", type=int, default=None, help="therapists per replicate (default: caseloads of 20)")
-    v.add_argument("--seed", type=int, default=None, help="seed (default: the scenario's)")
+    v = sub.add_parser(
+        "validate",
+        help="every published fact against the baseline: validation.csv and docs",
+        description="Every published fact of the targets table against a scenario, over replicates.",
+        epilog=EXIT_STATUS,
+    )
+    v.add_argument(
+        "--replicates",
+        type=at_least_two,
+        default=DEFAULT_REPLICATES,
+        help=f"replicates, 2 or more for an interval (default {DEFAULT_REPLICATES})",
+    )
+    v.add_argument(
+        "--clients",
+        type=at_least_two,
+        default=DEFAULT_CLIENTS,
+        help=f"clients per replicate (default {DEFAULT_CLIENTS})",
+    )
+    v.add_argument(
+        "--therapists",
+        type=at_least_two,
+        default=None,
+        help="therapists per replicate, 2 or more (default: caseloads of 20)",
+    )
+    v.add_argument("--seed", type=seed_int, default=None, help="seed, 0 or more (default: the scenario's)")
     v.add_argument("--scenario", default="baseline", help="scenario name or path (default baseline)")
     v.add_argument("--out", type=Path, default=Path("results/validate"), help="where validation.csv goes")
     v.add_argument("--docs", type=Path, default=DOCS, help="where validation.md and figures/ go (default docs/)")
@@ -40,12 +107,15 @@ def _add_validate(sub) -> None:
 
 
 def _validate(args) -> int:
+    from analysis.targets import load_targets
     from analysis.validate import calibration_missed, run
+    from sim.scenario import load_scenario
 
-    for name in ("replicates", "clients"):
-        if getattr(args, name) < 2:
-            print(f"error: --{name} must be at least 2", file=sys.stderr)
-            return 2
+    # Mistakes in the inputs are reported before any directory is made or anything runs.
+    load_targets(args.targets)
+    load_scenario(args.scenario)
+    _directory(args.out, "--out")
+    _directory(args.docs / "figures", "--docs")
     table = run(
         out=args.out,
         docs=args.docs,
@@ -60,12 +130,23 @@ def _validate(args) -> int:
 
 
 def _add_calibrate(sub) -> None:
-    c = sub.add_parser("calibrate", help="fit the free parameters: sim/calibrated.toml and docs/calibration.md")
-    c.add_argument("--seed", type=int, default=1, help="seed of the common random numbers (default 1)")
-    c.add_argument("--replicates", type=int, default=12, help="replicates per evaluation (default 12)")
-    c.add_argument("--clients", type=int, default=2000, help="clients per replicate (default 2000)")
-    c.add_argument("--therapists", type=int, default=None, help="therapists per replicate (default: caseloads of 20)")
-    c.add_argument("--max-nfev", type=int, default=60, help="most objective evaluations (default 60)")
+    c = sub.add_parser(
+        "calibrate",
+        help="fit the free parameters: sim/calibrated.toml and docs/calibration.md",
+        description="Fit the free parameters to the calibration facts on common random numbers.",
+        epilog=EXIT_STATUS,
+    )
+    c.add_argument("--seed", type=seed_int, default=1, help="seed of the common random numbers (default 1)")
+    # One replicate is enough for the objective (a mean over replicates); no interval is formed.
+    c.add_argument("--replicates", type=positive_int, default=12, help="replicates per evaluation (default 12)")
+    c.add_argument("--clients", type=positive_int, default=2000, help="clients per replicate (default 2000)")
+    c.add_argument(
+        "--therapists",
+        type=at_least_two,
+        default=None,
+        help="therapists per replicate, 2 or more (default: caseloads of 20)",
+    )
+    c.add_argument("--max-nfev", type=positive_int, default=60, help="most objective evaluations (default 60)")
     c.add_argument("--free", nargs="+", default=None, metavar="NAME", help="fit only these (default: all free)")
     c.add_argument("--toml", type=Path, default=None, help="where the fitted values go (default sim/calibrated.toml)")
     c.add_argument("--report", type=Path, default=None, help="where the report goes (default docs/calibration.md)")
@@ -73,28 +154,30 @@ def _add_calibrate(sub) -> None:
 
 def _calibrate(args) -> int:
     from analysis.calibrate import REPORT_FILE, run
-    from sim.parameters import CALIBRATED_FILE, ParameterError
+    from sim.parameters import CALIBRATED_FILE
 
-    try:
-        run(
-            seed=args.seed,
-            replicates=args.replicates,
-            clients=args.clients,
-            therapists=args.therapists,
-            max_nfev=args.max_nfev,
-            free=args.free,
-            toml_path=args.toml or CALIBRATED_FILE,
-            report_path=args.report or REPORT_FILE,
-        )
-    except (ParameterError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.free is not None:
+        repeated = sorted({n for n in args.free if args.free.count(n) > 1})
+        if repeated:
+            raise UsageError(f"--free names {', '.join(repeated)} more than once; list each parameter once.")
+    run(
+        seed=args.seed,
+        replicates=args.replicates,
+        clients=args.clients,
+        therapists=args.therapists,
+        max_nfev=args.max_nfev,
+        free=args.free,
+        toml_path=_file(args.toml or CALIBRATED_FILE, "--toml"),
+        report_path=_file(args.report or REPORT_FILE, "--report"),
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
-    p = argparse.ArgumentParser(prog="python -m analysis", description="Analyse stored simulation outputs.")
+    """Entry point; returns the exit status (1: a calibration miss under --strict, 2: a usage mistake)."""
+    p = argparse.ArgumentParser(
+        prog="python -m analysis", description="Analyse stored simulation outputs.", epilog=EXIT_STATUS
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sens = sub.add_parser("sensitivity", help="indices.csv and figures of an experiment's results directory")
     sens.add_argument("dir", type=Path, help="the --out directory of `python -m experiments run`")
@@ -103,7 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     keep_freed_memory()
     commands = {"sensitivity": _sensitivity, "validate": _validate, "calibrate": _calibrate}
-    return commands[args.command](args)
+    try:
+        return commands[args.command](args)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

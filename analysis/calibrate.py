@@ -212,8 +212,11 @@ def calibrate(
     t0 = time.perf_counter()
     names = list(free) if free is not None else [p.name for p in parameters.free_parameters()]
     params = [parameters.lookup(n, "calibrate --free") for n in names]
-    if any(p.kind == "choice" for p in params):
-        raise ValueError(f"only numeric parameters can be fitted, got {names}")
+    choices = [p.name for p in params if p.kind == "choice"]
+    if choices:
+        raise parameters.ParameterError(
+            f"calibrate --free: {', '.join(choices)} is a choice parameter; only numeric parameters can be fitted."
+        )
     facts = [t for t in load_targets(targets_file or _default_targets()) if t.set == "calibration"]
     # Free parameters that are not fitted this time and not set by the scenario keep their declared
     # defaults, not an earlier calibration's values: the fit depends on its arguments only.
@@ -222,7 +225,7 @@ def calibrate(
     sc, declared = load_scenario(scenario), parameters.declared_defaults()
     unset = [p.name for p in parameters.free_parameters() if p.name not in sc.overrides]
     base = {**sc.params, **{name: declared[name] for name in unset}}
-    therapists = therapists or max(2, round(clients / 20))
+    therapists = max(2, round(clients / 20)) if therapists is None else therapists
     obj = Objective(facts, params, base, seed, replicates, clients, therapists)
     start = np.array([declared[n] for n in names], dtype=float)
     u0 = obj.to_u(start)

@@ -7,13 +7,20 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+# Figures under docs/ are committed: the same figure must give the same bytes, or every regeneration
+# shows a diff of the whole file. SVG otherwise carries the time of saving (dc:date) and ids hashed
+# with a random salt (clip paths, glyphs); PNG carries no date, only the matplotlib version.
+REPRODUCIBLE_RC = {"svg.hashsalt": "alliancesim"}
+METADATA = {".svg": {"Date": None}, ".png": {}}
+
 
 def save(fig, out: Path, stem: str) -> list[Path]:
-    """Write ``fig`` as PNG and SVG into ``out``; return the paths."""
+    """Write ``fig`` as PNG and SVG into ``out``, byte-identical for an identical figure; return the paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.svg"]
-    for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+    with plt.rc_context(REPRODUCIBLE_RC):  # a context, so other code's SVGs keep matplotlib's defaults
+        for path in paths:
+            fig.savefig(path, dpi=150, bbox_inches="tight", metadata=METADATA[path.suffix])
     plt.close(fig)
     return paths
 

@@ -18,13 +18,21 @@ RBD-FAST (Tarantola et al. 2006, doi:10.1016/j.ress.2005.06.003), delta (Borgono
 doi:10.1016/j.ress.2006.04.015), and for grids and one-at-a-time designs the main-effect variance
 share and range of each parameter. ``*_conf`` columns are half-widths of the intervals at the
 spec's ``conf_level`` (default 95%).
+
+An output with the same value in every parameter set has no variance to apportion: its
+variance-based indices (sobol, fast, rbd_fast, delta) are left empty (NaN) rather than reported as
+0, and a warning names it. Warnings are single ``warning: ...`` lines on stderr, each at most once
+per analysis; SALib's own notices about its internals (delta's bin merging) and its printing to
+stdout are kept out of the way.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +40,35 @@ import numpy as np
 import pandas as pd
 
 UNIT_PREFIX = "u:"
+# Index columns of each SALib method, one value per parameter.
+KEYS = {
+    "sobol": ["S1", "S1_conf", "ST", "ST_conf"],
+    "morris": ["mu", "mu_star", "mu_star_conf", "sigma"],
+    "fast": ["S1", "S1_conf", "ST", "ST_conf"],
+    "rbd_fast": ["S1", "S1_conf"],
+    "delta": ["delta", "delta_conf", "delta_raw", "delta_raw_conf", "S1", "S1_conf"],
+}
+# Methods whose indices need the output to vary: shares of its variance (and delta's density
+# estimate, which is undefined on a single value). Morris effects of a constant output are a
+# meaningful 0, so Morris is not among them.
+NEEDS_VARIANCE = ("sobol", "fast", "rbd_fast", "delta")
+# SALib warnings about its own workings, not about the indices: delta merges sparse bins before
+# estimating (a notice per parameter, output and bootstrap), and FAST's caveat on its intervals comes
+# once per call; the analysis states that caveat once itself (FAST_NOTE).
+SALIB_NOISE = ("Bin Merge Notice", "FAST confidence intervals are estimated")
+FAST_NOTE = (
+    "fast: S1_conf and ST_conf are bootstrap intervals, which SALib marks as unreliable for FAST "
+    "(https://github.com/SALib/SALib/issues/649); read them as indicative only."
+)
 
 
 class AnalysisError(RuntimeError):
     """Stored outputs that cannot be analysed; the message says what to do."""
+
+
+def warn(message: str) -> None:
+    """One ``warning:`` line on stderr, as the experiment runner writes its own."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def load(out: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
@@ -78,42 +111,32 @@ def analysis_seed(seed: int) -> int:
 
 
 @contextmanager
-def _numpy_global_state_kept():
-    """SALib's fast and delta analysers seed numpy's global generator; undo that on the way out."""
+def _salib_quietened(notes: list[str]):
+    """Run SALib with its side effects undone and its warnings collected into ``notes``.
+
+    SALib's fast and delta analysers seed numpy's global generator, and delta replaces
+    ``warnings.formatwarning`` for the whole process and can print its table to stdout; all three
+    are undone here. Its warnings are recorded rather than shown, so the caller can report each
+    once; RuntimeWarnings (numpy on degenerate bootstrap resamples) and :data:`SALIB_NOISE` are dropped.
+    """
     state = np.random.get_state()  # noqa: NPY002 (saving the legacy global state SALib changes)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)  # noqa: NPY002
+    formatwarning = warnings.formatwarning
+    with warnings.catch_warnings(record=True) as caught, redirect_stdout(io.StringIO()):
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            np.random.set_state(state)  # noqa: NPY002
+            warnings.formatwarning = formatwarning
+    for w in caught:
+        text = str(w.message)
+        if not issubclass(w.category, RuntimeWarning) and not any(n in text for n in SALIB_NOISE):
+            notes.append(text)
 
 
-def salib_indices(method: str, problem: dict, X: np.ndarray, Y: np.ndarray, options: dict, seed: int) -> pd.DataFrame:
-    """Indices of one output for a SALib method, one row per parameter (and per pair for Sobol S2)."""
-    from SALib.analyze import delta, fast, morris, rbd_fast, sobol
-
-    boot = {"num_resamples": options["num_resamples"], "conf_level": options["conf_level"], "seed": seed}
-    names = problem["names"]
-    with _numpy_global_state_kept(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if method == "sobol":
-            res = sobol.analyze(problem, Y, calc_second_order=options["calc_second_order"], **boot)
-            keys = ["S1", "S1_conf", "ST", "ST_conf"]
-        elif method == "morris":
-            res = morris.analyze(problem, X, Y, num_levels=options["num_levels"], **boot)
-            keys = ["mu", "mu_star", "mu_star_conf", "sigma"]
-        elif method == "fast":
-            res = fast.analyze(problem, Y, M=options["M"], **boot)
-            keys = ["S1", "S1_conf", "ST", "ST_conf"]
-        elif method == "rbd_fast":
-            res = rbd_fast.analyze(problem, X, Y, M=options["M"], **boot)
-            keys = ["S1", "S1_conf"]
-        else:
-            res = delta.analyze(problem, X, Y, **boot)
-            # SALib's "balanced" bootstrap is Borgonovo's delta; its "step" variant (X > 0 as
-            # active) means nothing on unit-interval inputs, so it is left out.
-            res["delta"], res["delta_conf"] = res["delta_balanced"], res["delta_balanced_conf"]
-            keys = ["delta", "delta_conf", "delta_raw", "delta_raw_conf", "S1", "S1_conf"]
-    table = pd.DataFrame({"parameter": names, **{k: np.asarray(res[k], dtype=float) for k in keys}})
+def _frame(method: str, names: list[str], res: dict, options: dict) -> pd.DataFrame:
+    """One row per parameter (and per pair for Sobol S2) from SALib's result dict."""
+    table = pd.DataFrame({"parameter": names, **{k: np.asarray(res[k], dtype=float) for k in KEYS[method]}})
     if method == "sobol" and options["calc_second_order"]:
         i, j = np.triu_indices(len(names), k=1)
         pairs = pd.DataFrame(
@@ -126,6 +149,40 @@ def salib_indices(method: str, problem: dict, X: np.ndarray, Y: np.ndarray, opti
         )
         table = pd.concat([table, pairs], ignore_index=True)
     return table
+
+
+def undefined_indices(method: str, names: list[str], options: dict) -> pd.DataFrame:
+    """The table of :func:`salib_indices` with every index NaN, for an output that does not vary."""
+    k = len(names)
+    res = {key: np.full(k, np.nan) for key in KEYS[method]} | {"S2": np.full((k, k), np.nan)}
+    return _frame(method, names, res | {"S2_conf": res["S2"]}, options)
+
+
+def salib_indices(
+    method: str, problem: dict, X: np.ndarray, Y: np.ndarray, options: dict, seed: int, notes: list[str] | None = None
+) -> pd.DataFrame:
+    """Indices of one output for a SALib method, one row per parameter (and per pair for Sobol S2).
+
+    SALib's warnings go into ``notes`` (if given) instead of being shown; see :func:`_salib_quietened`.
+    """
+    from SALib.analyze import delta, fast, morris, rbd_fast, sobol
+
+    boot = {"num_resamples": options["num_resamples"], "conf_level": options["conf_level"], "seed": seed}
+    with _salib_quietened([] if notes is None else notes):
+        if method == "sobol":
+            res = sobol.analyze(problem, Y, calc_second_order=options["calc_second_order"], **boot)
+        elif method == "morris":
+            res = morris.analyze(problem, X, Y, num_levels=options["num_levels"], **boot)
+        elif method == "fast":
+            res = fast.analyze(problem, Y, M=options["M"], **boot)
+        elif method == "rbd_fast":
+            res = rbd_fast.analyze(problem, X, Y, M=options["M"], **boot)
+        else:
+            res = delta.analyze(problem, X, Y, **boot)
+            # SALib's "balanced" bootstrap is Borgonovo's delta; its "step" variant (X > 0 as
+            # active) means nothing on unit-interval inputs, so it is left out.
+            res["delta"], res["delta_conf"] = res["delta_balanced"], res["delta_balanced_conf"]
+    return _frame(method, problem["names"], res, options)
 
 
 def design_indices(method: str, sample: pd.DataFrame, names: list[str], Y: np.ndarray) -> pd.DataFrame:
@@ -151,8 +208,19 @@ def design_indices(method: str, sample: pd.DataFrame, names: list[str], Y: np.nd
     return pd.DataFrame(rows)
 
 
+def constant_value(Y: np.ndarray) -> float | None:
+    """The value of an output that is the same (and defined) in every parameter set, else None."""
+    if len(Y) and np.isfinite(Y).all() and np.ptp(Y) == 0:
+        return float(Y[0])
+    return None
+
+
 def indices(manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFrame) -> pd.DataFrame:
-    """The indices of every analysed output, with replicate noise beside them."""
+    """The indices of every analysed output, with replicate noise beside them.
+
+    Warnings (an output with parameter sets lacking a value, an output that does not vary, SALib's
+    notices) are written to stderr as they arise, each once per call.
+    """
     spec, method = manifest["spec"], manifest["method"]
     problem = manifest["problem"]
     names = problem["names"]
@@ -160,25 +228,43 @@ def indices(manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFram
     n_sets = manifest["n_sets"]
     units = [UNIT_PREFIX + n for n in names]
     X = sample[units].to_numpy(dtype=float) if set(units) <= set(sample.columns) else None
-    tables = []
+    tables, messages, ran_salib = [], [], False
     for name in spec["outputs"]:
         Y, noise = replicate_means(outputs, name, n_sets)
+        constant = constant_value(Y)
+        if constant is not None:
+            consequence = {
+                "grid": ", so there is no variance to apportion: its S1 is left empty (NaN), its effect ranges are 0.",
+                "oat": ": its effect ranges are 0.",
+                "morris": ": its Morris effects are 0.",
+            }.get(method, f", so there is no variance to apportion and its {method} indices are left empty (NaN).")
+            messages.append(
+                f"{name} is {constant:g} in every parameter set: no parameter of this experiment moves it" + consequence
+            )
         if method in ("grid", "oat"):
             table = design_indices(method, sample, names, Y)
         elif noise["nan_sets"]:
-            warnings.warn(
+            messages.append(
                 f"{name}: {noise['nan_sets']} parameter sets have no value (e.g. no ruptures to repair); "
-                "its indices are left empty.",
-                stacklevel=2,
+                "its indices are left empty."
             )
             table = pd.DataFrame({"parameter": names})
+        elif constant is not None and method in NEEDS_VARIANCE:
+            table = undefined_indices(method, names, spec["options"])
         else:
-            table = salib_indices(method, problem, X, Y, spec["options"], seed)
+            notes: list[str] = []
+            table = salib_indices(method, problem, X, Y, spec["options"], seed, notes)
+            messages += [f"{name}: SALib: {note}" for note in notes]
+            ran_salib = True
         table.insert(0, "output", name)
         table.insert(1, "method", method)
         for key, value in noise.items():
             table[key] = value
         tables.append(table)
+    if method == "fast" and ran_salib:
+        messages.append(FAST_NOTE)
+    for message in dict.fromkeys(messages):  # each once, in the order they arose
+        warn(message)
     frame = pd.concat(tables, ignore_index=True)
     if "parameter_2" in frame:  # pairs after single parameters
         frame = frame[["output", "method", "parameter", "parameter_2", *frame.columns[3:].drop("parameter_2")]]

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import estimators as est
+from sim import parameters
+from sim.parameters import ParameterError
 
 TARGETS_FILE = Path(__file__).with_name("targets.toml")
 SETS = ("calibration", "validation")
@@ -30,6 +32,11 @@ STATISTICS = {
     "odds_ratio": ("group", "y"),
     "share_within_first": ("y", "k"),
 }
+NUMBERS = ("published", "band_low", "band_high", "k")  # every other key but overrides is text
+
+
+class TargetsError(ValueError):
+    """A targets table that cannot be used; the message names the file, the fact and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -106,27 +113,40 @@ class Target:
 
 
 def _check(entry: dict, path: Path) -> Target:
-    where = f"{path.name}, fact {entry.get('id', '?')!r}"
+    where = f"{path}, fact {entry.get('id', '?')!r}"
     names = {f.name for f in fields(Target)}
     unknown = set(entry) - names
     if unknown:
-        raise ValueError(f"unknown keys {sorted(unknown)} ({where}); allowed: {sorted(names)}")
+        raise TargetsError(f"unknown keys {sorted(unknown)} ({where}); allowed: {sorted(names)}")
     required = {f.name for f in fields(Target) if f.default is MISSING and f.default_factory is MISSING}
     absent = sorted(required - set(entry))
     if absent:
-        raise ValueError(f"missing keys {absent} ({where})")
-    target = Target(**entry)
-    if not isinstance(target.overrides, dict):
-        raise ValueError(f"overrides must be a table of parameter = value ({where})")
+        raise TargetsError(f"missing keys {absent} ({where})")
+    # Types are checked here because a string band or a numeric expression would otherwise fail
+    # deep in a comparison or a pandas query, after the simulation has run.
+    for key, value in entry.items():
+        if key == "overrides":
+            if not isinstance(value, dict):
+                raise TargetsError(f"overrides must be a table of parameter = value ({where})")
+        elif key in NUMBERS:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+                raise TargetsError(f"{key} = {value!r} must be a finite number ({where})")
+        elif not isinstance(value, str):
+            raise TargetsError(f"{key} = {value!r} must be a string ({where})")
+    try:
+        overrides = parameters.validate(entry.get("overrides", {}), f"{where}, overrides")
+    except ParameterError as err:
+        raise TargetsError(str(err)) from None
+    target = Target(**{**entry, "overrides": overrides})
     if target.set not in SETS:
-        raise ValueError(f"set = {target.set!r} ({where}); use one of {SETS}")
+        raise TargetsError(f"set = {target.set!r} ({where}); use one of {SETS}")
     if target.statistic not in STATISTICS:
-        raise ValueError(f"statistic = {target.statistic!r} ({where}); use one of {sorted(STATISTICS)}")
+        raise TargetsError(f"statistic = {target.statistic!r} ({where}); use one of {sorted(STATISTICS)}")
     missing = [name for name in STATISTICS[target.statistic] if getattr(target, name) in ("", None)]
     if missing:
-        raise ValueError(f"statistic {target.statistic!r} needs {missing} ({where})")
+        raise TargetsError(f"statistic {target.statistic!r} needs {missing} ({where})")
     if not target.band_low <= target.published <= target.band_high:
-        raise ValueError(
+        raise TargetsError(
             f"published = {target.published} is outside the band [{target.band_low}, {target.band_high}] ({where})"
         )
     return target
@@ -142,15 +162,32 @@ def load_targets(path: str | Path = TARGETS_FILE) -> list[Target]:
         The targets in file order.
 
     Raises:
-        ValueError: an unknown key, set or statistic, a missing expression, a published value
-            outside its band, or a repeated id; the message names the fact.
+        TargetsError: a file that cannot be read or is not TOML, no ``[[fact]]`` tables, an unknown
+            key, set or statistic, a value of the wrong type, a missing expression, an override
+            that is not a registry parameter in range, a published value outside its band, or a
+            repeated id; the message names the file and the fact.
     """
     path = Path(path)
-    with path.open("rb") as fh:
-        entries = tomllib.load(fh).get("fact", [])
+    how = "give a TOML file of [[fact]] tables like analysis/targets.toml"
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise TargetsError(f"{path}: not valid TOML: {err}. Check quotes, brackets and '=' on that line.") from None
+    except UnicodeDecodeError:
+        raise TargetsError(f"{path}: not a text file in UTF-8; {how}.") from None
+    except FileNotFoundError:
+        raise TargetsError(f"{path}: no such targets file; {how}.") from None
+    except OSError as err:
+        raise TargetsError(f"{path}: cannot be read ({err.strerror or err}); {how}.") from None
+    entries = data.get("fact", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise TargetsError(f"{path}: fact must be an array of tables, each written [[fact]]; {how}.")
+    if not entries:
+        raise TargetsError(f"{path}: no facts: {how}.")
     targets = [_check(entry, path) for entry in entries]
     ids = [t.id for t in targets]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
-        raise ValueError(f"repeated fact ids {repeated} in {path.name}")
+        raise TargetsError(f"repeated fact ids {repeated} in {path}")
     return targets

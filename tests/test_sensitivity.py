@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -10,9 +11,9 @@ import pytest
 from SALib.test_functions import Ishigami
 
 from analysis.__main__ import main as analysis_main
-from analysis.sensitivity import analysis_seed, replicate_means
+from analysis.sensitivity import FAST_NOTE, analysis_seed, replicate_means
 from experiments import ExperimentSpec, Factor, run_experiment
-from experiments.spec import OPTIONS
+from experiments.spec import OPTIONS, from_dict
 
 # Ishigami & Homma (1990) with a = 7, b = 0.1: analytic first-order and total indices.
 ISHIGAMI_S1 = {"x1": 0.3139, "x2": 0.4424, "x3": 0.0}
@@ -77,7 +78,6 @@ def test_sobol_recovers_the_ishigami_indices(tmp_path):
     assert (tmp_path / spec.name / "figures" / "sobol_y.svg").is_file()
 
 
-@pytest.mark.filterwarnings("ignore:FAST confidence intervals")  # SALib: FAST intervals are indicative only
 @pytest.mark.parametrize(("method", "N"), [("fast", 1024), ("rbd_fast", 2048)])
 def test_other_methods_recover_ishigami_first_order(tmp_path, method, N):
     table = run(tmp_path, spec_for(method, N, PI_FACTORS, {"num_resamples": 20})).set_index("parameter")
@@ -153,3 +153,89 @@ def test_analysis_of_an_incomplete_directory_says_how_to_finish(tmp_path, capsys
     assert analysis_main(["sensitivity", str(out)]) == 2
     err = capsys.readouterr().err
     assert "1 of 6 chunks are missing" in err and "python -m experiments run" in err
+
+
+# ── the real engine through every method the Ishigami tests above do not reach ─────────────────
+
+REAL_OUTPUTS = ["dropout_rate", "mean_alliance"]  # both vary with empathy and rupture rate at 50 clients
+COMMON = ["output", "method", "parameter", "replicates", "replicate_sd", "noise_share", "nan_sets"]
+REAL = {
+    # method: (spec settings, index columns that must be finite)
+    "oat": (
+        {
+            "replicates": 2,
+            "parameters": {
+                "therapist_empathy_mean": {"levels": [0.2, 0.8]},
+                "rupture_rate": {"low": 0.02, "high": 0.2, "steps": 3},
+            },
+        },
+        ["effect_range", "min", "max", "base", "replicate_sd"],
+    ),
+    "fast": ({"N": 65, "options": {"num_resamples": 20}}, ["S1", "S1_conf", "ST", "ST_conf"]),
+    "rbd_fast": ({"N": 32, "options": {"num_resamples": 20}}, ["S1", "S1_conf"]),
+    "delta": (
+        {"N": 64, "options": {"num_resamples": 10}},
+        ["delta", "delta_conf", "delta_raw", "delta_raw_conf", "S1", "S1_conf"],
+    ),
+}
+SAMPLED_FACTORS = {"therapist_empathy_mean": {"low": 0.2, "high": 0.9}, "rupture_rate": {"low": 0.02, "high": 0.2}}
+
+
+@pytest.mark.parametrize("method", list(REAL))
+def test_method_runs_end_to_end_on_the_real_engine(tmp_path, capsys, method):
+    settings, columns = REAL[method]
+    data = {"name": f"real_{method}", "method": method, "outputs": REAL_OUTPUTS, "clients": 50, "therapists": 5}
+    data |= {"seed": 3, "parameters": SAMPLED_FACTORS} | settings
+    spec = from_dict(data, f"<{method} test spec>")
+    out = tmp_path / spec.name
+    run_experiment(spec, out, "serial", progress=False)  # the default evaluator: sim.run.run_batch
+    table = pd.read_csv(out / "indices.csv")
+    assert list(table.columns) == COMMON[:3] + [c for c in columns if c not in COMMON] + COMMON[3:], (
+        f"{method}: columns of indices.csv"
+    )
+    assert sorted(table["output"].unique()) == sorted(REAL_OUTPUTS)
+    for output in REAL_OUTPUTS:
+        rows = table[table["output"] == output]
+        assert sorted(rows["parameter"]) == sorted(SAMPLED_FACTORS), f"{method}: a row per parameter for {output}"
+        for col in columns:
+            assert np.isfinite(rows[col]).all(), f"{method}: {col} of {output} should be finite: {rows[col].tolist()}"
+    if method == "oat":
+        assert (table["min"] <= table["base"]).all() and (table["base"] <= table["max"]).all(), "base within range"
+        # indices.csv keeps 6 significant digits; mean_alliance is about 40, so differences agree to 1e-3.
+        np.testing.assert_allclose(
+            table["effect_range"], table["max"] - table["min"], atol=1e-3, err_msg="range = max - min"
+        )
+    if method == "fast":
+        assert table["S1"].between(0, 1).all() and table["ST"].between(0, 1).all(), "FAST indices are shares"
+    figures = {p.name for p in (out / "figures").iterdir()}
+    for stem in ["histograms", *(f"{method}_{o}" for o in REAL_OUTPUTS)]:
+        for ext in ("png", "svg"):
+            assert f"{stem}.{ext}" in figures, f"{method}: figure {stem}.{ext} missing from {sorted(figures)}"
+    captured = capsys.readouterr()
+    assert "Bin Merge Notice" not in captured.out + captured.err, "SALib's delta binning notices are noise"
+    assert captured.out == "", f"the analysis prints nothing to stdout: {captured.out!r}"
+    assert captured.err.count(FAST_NOTE) == (1 if method == "fast" else 0), "FAST's interval caveat once per analysis"
+
+
+def linear_and_constant(param_sets, n_clients, n_therapists, seed, replicate):
+    """y = 2 x1 + x2, and an output that is 0.25 whatever the parameters."""
+    y = np.array([2 * p["x1"] + p["x2"] for p in param_sets])
+    return {"y": y, "flat": np.full(len(y), 0.25)}
+
+
+@pytest.mark.parametrize(("method", "N"), [("sobol", 64), ("fast", 65), ("rbd_fast", 64), ("delta", 64)])
+def test_constant_output_has_undefined_indices_and_a_warning(tmp_path, capsys, method, N):
+    factors = [Factor("x1"), Factor("x2")]
+    spec = dataclasses.replace(spec_for(method, N, factors, {"num_resamples": 10}), outputs=("y", "flat"))
+    table = run(tmp_path, spec, linear_and_constant)
+    err = capsys.readouterr().err
+    index_columns = [c for c in table.columns if c.startswith(("S1", "ST", "S2", "delta"))]
+    flat, varying = table[table["output"] == "flat"], table[table["output"] == "y"]
+    assert len(flat) == len(varying), f"{method}: a constant output keeps its rows (parameters and pairs)"
+    assert flat[index_columns].isna().all().all(), f"{method}: a constant output's indices should be NaN: {flat}"
+    single = varying[varying["parameter_2"].isna()] if "parameter_2" in varying else varying
+    assert single[["S1", "S1_conf"]].notna().all().all(), f"{method}: the varying output keeps its indices"
+    lines = [line for line in err.splitlines() if "flat" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: flat is 0.25 in every parameter set"), err
+    assert "no variance to apportion" in lines[0]
+    assert err.count(FAST_NOTE) == (1 if method == "fast" else 0), f"{method}: FAST's caveat once, two outputs: {err}"

@@ -1,6 +1,7 @@
 """make validate: facts wired to the estimators, the CSV contract, and --strict's exit status."""
 
 import dataclasses
+import filecmp
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import analysis.validate as validate
 from analysis.__main__ import main as analysis_main
 from analysis.facts import compute_batch, override_groups, simulate_facts, stacked_table
 from analysis.targets import load_targets
+from analysis.validation_figure import forest_plot
 from sim import records
 from sim.engine import Cohort
 from sim.run import client_outcomes
@@ -117,3 +119,37 @@ def test_strict_exit_follows_calibration_statuses(tmp_path, monkeypatch, targets
     table = pd.read_csv(tmp_path / "validation.csv")
     assert table.set_index("fact").loc[impossible, "status"] == "miss"
     assert analysis_main(args) == 0, "without --strict the exit status is 0 whatever the table says"
+
+
+def test_shipped_calibration_passes_every_calibration_fact(targets):
+    """The real check behind `make validate-strict`: the baseline with sim/calibrated.toml, at make's size."""
+    table, _ = validate.validation_table(
+        targets, "baseline", replicates=validate.DEFAULT_REPLICATES, clients=validate.DEFAULT_CLIENTS
+    )
+    calibration = table[table["set"] == "calibration"]
+    assert len(calibration) == sum(t.set == "calibration" for t in targets), "every calibration fact is reported"
+    misses = calibration[calibration["status"] != "pass"]
+    listed = "; ".join(
+        f"{r.fact}: simulated {r.simulated:.3f}, band [{r.band_low:g}, {r.band_high:g}]" for r in misses.itertuples()
+    )
+    assert misses.empty, f"calibration facts outside their bands with the shipped calibration: {listed}"
+
+
+def _synthetic_table(targets) -> pd.DataFrame:
+    rows = [
+        [t.id, t.set, t.published, t.band_low, t.band_high, t.published, t.published - 0.01, t.published + 0.01, "pass"]
+        for t in targets
+    ]
+    return pd.DataFrame(rows, columns=validate.COLUMNS)
+
+
+def test_forest_plot_files_are_byte_identical_for_identical_data(tmp_path, targets):
+    """A regenerated docs figure shows no diff unless its data changed (no date, no random ids)."""
+    settings = {"scenario": "baseline", "replicates": 3, "clients": 300, "therapists": 15, "seed": 1}
+    first = forest_plot(_synthetic_table(targets), targets, tmp_path / "first", settings)
+    second = forest_plot(_synthetic_table(targets), targets, tmp_path / "second", settings)
+    assert [p.suffix for p in first] == [".png", ".svg"]
+    for a, b in zip(first, second, strict=True):
+        assert filecmp.cmp(a, b, shallow=False), f"{a.name} differs between two saves of the same figure"
+    svg = first[1].read_text()
+    assert "<dc:date>" not in svg, "the SVG should carry no date of saving"
