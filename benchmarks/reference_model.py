@@ -42,7 +42,6 @@ from sim.parameters import resolve
 CASENESS = 10  # PHQ-9 >= 10
 RELIABLE_CHANGE = 6  # PHQ-9 points
 FINISHED_SESSIONS = 2  # a finished course has at least two sessions attended
-EARLY_WEEKS = 3  # the "early phase" of the dropout hazard
 END_TYPES = ("active", "completed", "good_enough", "dropout")
 DROPOUT_CAUSES = (
     "",
@@ -160,7 +159,8 @@ class RefTherapist(mesa.Agent):
         self.culture = culture_group(rng.random(), p["therapist_minority_share"])
         # Capacity varies about its mean by roughly a quarter (lognormal, mean-preserving).
         z = rng.standard_normal()
-        self.capacity = max(1.0, float(round(p["therapist_capacity_mean"] * math.exp(0.25 * z - 0.03125))))
+        sd = p["therapist_capacity_sd"]
+        self.capacity = max(1.0, float(round(p["therapist_capacity_mean"] * math.exp(sd * z - sd**2 / 2))))
         self.caseload: list[RefClient] = []
 
     @property
@@ -233,13 +233,14 @@ class RefClient(mesa.Agent):
         self.bond_speed = 1.0 - (1.0 - p["bond_rate"]) ** sessions_worth
         self.goal_target = clip(p["agreement_base"] + p["goal_readiness_weight"] * self.readiness, 0.0, 1.0)
         self.task_target = clip(p["agreement_base"] + p["task_competence_weight"] * t.competence, 0.0, 1.0)
-        self.trust = 1.0 - 0.5 * avoidance
+        self.trust = 1.0 - p["avoidant_trust_weight"] * avoidance
         self.rupture_scale = p["rupture_rate"] * (1.0 - p["rupture_empathy_protection"] * perceived)
         relative = 1.0 + p["rupture_anxiety"] * anxiety + p["rupture_avoidance"] * avoidance
         relative += p["cultural_strain_rupture"] * strain
         self.rupture_static = clip(self.rupture_scale * relative, 0.0, 1.0)
-        self.rupture_drop = p["rupture_depth"] * (1.0 + anxiety)
-        self.repair_open = p["repair_rate"] * (0.2 + 0.8 * t.repair_skill)
+        self.rupture_drop = p["rupture_depth"] * (1.0 + p["anxious_rupture_fragility"] * anxiety)
+        floor = p["repair_skill_floor"]
+        self.repair_open = p["repair_rate"] * (floor + (1.0 - floor) * t.repair_skill)
         self.repair_chance = self.repair_open * (1.0 - p["withdrawal_concealment"] * avoidance)
         overload = max(0.0, t.load / t.capacity - 1.0)
         self.cancel_risk = p["cancellation_rate"] * (1.0 - t.consistency) + p["overload_cancellation"] * overload
@@ -324,7 +325,7 @@ class RefClient(mesa.Agent):
             self.ruptures += 1
             self.rupture_causes.append(self.rupture_cause(break_risk))
         if attended:
-            self.abandonment *= 0.5
+            self.abandonment *= p["break_reaction_decay"]
 
         # Alliance: the bond grows toward its target only while no rupture is unrepaired; goals and
         # tasks converge through shared goal setting; feedback renegotiates a flagged client's goals.
@@ -332,10 +333,11 @@ class RefClient(mesa.Agent):
             growth = 0.0 if self.pending else self.bond_speed
             self.bond += growth * (self.bond_target - self.bond) - drop + regain
             collaboration = p["collaboration_rate"]
-            self.goal += collaboration * (self.goal_target - self.goal) - 0.5 * drop + 0.5 * regain
+            share = p["rupture_agreement_share"]  # a repair mends the bond; agreement recovers by collaboration
+            self.goal += collaboration * (self.goal_target - self.goal) - share * drop
             if flagged:
                 self.goal += p["feedback_goal_boost"] * (1.0 - self.goal)
-            self.task += collaboration * (self.task_target - self.task) - 0.5 * drop + 0.5 * regain
+            self.task += collaboration * (self.task_target - self.task) - share * drop
             self.bond = clip(self.bond, 0.0, 1.0)
             self.goal = clip(self.goal, 0.0, 1.0)
             self.task = clip(self.task, 0.0, 1.0)
@@ -353,7 +355,8 @@ class RefClient(mesa.Agent):
             w_h = p["hope_improvement_weight"]
             dose = (w_a * alliance + w_c * self.therapist.competence + w_h * self.hope) / (w_a + w_c + w_h + 1e-12)
             gate = 1.0 - p["disclosure_gate"] * (1.0 - self.disclosure)
-            improve = p["improvement_rate"] * dose * gate * (0.5 + 0.5 * self.engagement) * self.severity
+            engaged = 1.0 - p["engagement_dose_weight"] + p["engagement_dose_weight"] * self.engagement
+            improve = p["improvement_rate"] * dose * gate * engaged * self.severity
             weakness = max(0.0, threshold - alliance) / (threshold + 1e-12)
             worsen = p["worsening_rate"] * weakness * (1.0 - p["feedback_adaptation"] * flagged)
         life_event = rng.random() < p["life_event_rate"]
@@ -377,7 +380,7 @@ class RefClient(mesa.Agent):
             # Routine outcome monitoring: not on track when the score has risen by the flagging
             # threshold since intake. Every client is classified; only feedback users act on it.
             worsened = self.phq9 - self.intake_phq9 >= p["not_on_track_worsening"]
-            self.off_track = self.sessions >= 3 and worsened
+            self.off_track = self.sessions >= p["not_on_track_from_session"] and worsened
             self.ever_off_track = self.ever_off_track or self.off_track
             self.missed_run = 0
             self.below_run = self.below_run + 1 if self.phq9 < CASENESS else 0
@@ -390,7 +393,7 @@ class RefClient(mesa.Agent):
         good_enough = (
             attended
             and not completed
-            and self.below_run >= 2
+            and self.below_run >= p["good_enough_run"]
             and self.sessions >= p["good_enough_min_sessions"]
             and rng.random() < p["good_enough_rate"]
         )
@@ -421,7 +424,7 @@ class RefClient(mesa.Agent):
             p["dropout_rupture"] * self.pending,
             p["dropout_engagement"] * (0.5 - self.engagement),
             p["dropout_barriers"] * self.barriers,
-            p["dropout_early"] * (week <= EARLY_WEEKS),
+            p["dropout_early"] * (week <= p["early_phase_weeks"]),
             p["dropout_missed"] * self.missed_run,
             p["dropout_improved"] * (self.phq9 < CASENESS),
         ]
@@ -463,7 +466,8 @@ class RefClient(mesa.Agent):
         weeks = p["followup_weeks"]
         mean_wai = self.alliance_sum / self.sessions if self.sessions > 0 else 12.0
         internalised = (mean_wai - 12.0) / 48.0 * min(1.0, self.sessions / p["planned_sessions"])
-        built = 0.5 * self.support + 0.5 * internalised
+        w = p["support_built_weight"]
+        built = (1.0 - w) * self.support + w * internalised
         p_relapse = 1.0 - (1.0 - p["relapse_rate"] * (1.0 - p["relapse_support_buffer"] * built)) ** (weeks / 26.0)
         relapse = self.severity < CASENESS and u_relapse < p_relapse
         remitted = self.severity * (1.0 - p["natural_recovery_rate"]) ** weeks

@@ -112,7 +112,8 @@ def intake(p: dict, therapist: dict, client) -> Dyads:
     rupture_scale = p["rupture_rate"] * (1.0 - p["rupture_empathy_protection"] * perceived)
     relative = 1.0 + p["rupture_anxiety"] * anxiety + p["rupture_avoidance"] * avoidance
     relative = relative + p["cultural_strain_rupture"] * strain
-    repair_open = p["repair_rate"] * (0.2 + 0.8 * therapist["repair_skill"])
+    floor = p["repair_skill_floor"]
+    repair_open = p["repair_rate"] * (floor + (1.0 - floor) * therapist["repair_skill"])
     overload = np.maximum(0.0, therapist["load"] / therapist["capacity"] - 1.0)
     values = {
         "anxiety": anxiety,
@@ -124,10 +125,10 @@ def intake(p: dict, therapist: dict, client) -> Dyads:
         "bond_speed": bond_speed,
         "goal_target": np.clip(p["agreement_base"] + p["goal_readiness_weight"] * client.readiness, 0.0, 1.0),
         "task_target": np.clip(p["agreement_base"] + p["task_competence_weight"] * competence, 0.0, 1.0),
-        "trust": 1.0 - 0.5 * avoidance,
+        "trust": 1.0 - p["avoidant_trust_weight"] * avoidance,
         "rupture_static": np.clip(rupture_scale * relative, 0.0, 1.0),
         "rupture_scale": rupture_scale,
-        "rupture_drop": p["rupture_depth"] * (1.0 + anxiety),
+        "rupture_drop": p["rupture_depth"] * (1.0 + p["anxious_rupture_fragility"] * anxiety),
         "repair_chance": repair_open * (1.0 - p["withdrawal_concealment"] * avoidance),
         "repair_open": repair_open,
         "cancel_risk": p["cancellation_rate"] * (1.0 - therapist["consistency"])

@@ -50,7 +50,6 @@ DROPOUT_CAUSES = (
 # below that no factor stands out and the dropout is put down to the background rate of leaving.
 CAUSE_MIN_LOG_ODDS = float(np.log(1.5))
 CASENESS = 10  # PHQ-9 >= 10 (NHS Talking Therapies)
-EARLY_WEEKS = 3  # "early phase" of the dropout hazard
 
 
 def wai_sr(bond, goal, task):
@@ -91,7 +90,13 @@ class WeekParams(NamedTuple):
     measurement_error_sd: np.ndarray
     progress_hope_weight: np.ndarray
     engagement_rate: np.ndarray
+    engagement_dose_weight: np.ndarray
     not_on_track_worsening: np.ndarray
+    not_on_track_from_session: np.ndarray
+    rupture_agreement_share: np.ndarray
+    break_reaction_decay: np.ndarray
+    good_enough_run: np.ndarray
+    early_phase_weeks: np.ndarray
     planned_sessions: np.ndarray
     last_week: np.ndarray
     good_enough_min_sessions: np.ndarray
@@ -179,7 +184,8 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
     for k in range(n_sets):
         start, wat = p.planned_break_start[k], p.weak_alliance_threshold[k]
         w_a, w_c = p.alliance_improvement_weight[k], p.competence_improvement_weight[k]
-        w_h = p.hope_improvement_weight[k]
+        w_h, w_e = p.hope_improvement_weight[k], p.engagement_dose_weight[k]
+        share = p.rupture_agreement_share[k]
         w_sum, wat_eps = w_a + w_c + w_h + 1e-12, wat + 1e-12
         break_end, bonus = start + p.planned_break_weeks[k], 1.0 + p.repair_bonus[k]
         for i in range(n_clients):
@@ -248,7 +254,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                     repairs += 1
                     ev |= REPAIR
                 if attended:
-                    abandonment *= 0.5  # the reaction fades over the sessions after a break
+                    abandonment *= p.break_reaction_decay[k]  # the reaction fades over the sessions after a break
 
                 # The bond grows toward its target only while no rupture is unrepaired; goals and tasks
                 # converge through shared goal setting; feedback renegotiates a flagged client's goals.
@@ -259,12 +265,14 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                     goal += collab * (d.goal_target[k, i] - goal)
                     task += collab * (d.task_target[k, i] - task)
                 bond = _clip01(bond - drop + regain)
-                goal = goal - 0.5 * drop + 0.5 * regain
+                # Goal and task agreement dip with the bond but recover through collaboration alone:
+                # a repair mends the bond, frozen while the rupture is open.
+                goal = goal - share * drop
                 if flagged:
                     goal += p.feedback_goal_boost[k] * (1.0 - goal)
                     ev |= OFF_TRACK
                 goal = _clip01(goal)
-                task = _clip01(task - 0.5 * drop + 0.5 * regain)
+                task = _clip01(task - share * drop)
                 alliance = (bond + goal + task) / 3.0
                 if attended:
                     disclosure += p.disclosure_rate[k] * (bond * d.trust[k, i] - disclosure)
@@ -276,7 +284,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                 if attended:
                     dose = (w_a * alliance + competence_dose + w_h * hope) / w_sum
                     gate = 1.0 - p.disclosure_gate[k] * (1.0 - disclosure)
-                    engaged = 0.5 + 0.5 * engagement
+                    engaged = 1.0 - w_e + w_e * engagement
                     change -= p.improvement_rate[k] * dose * gate * engaged * severity
                     weakness = max(0.0, wat - alliance) / wat_eps
                     adapted = 1.0 - p.feedback_adaptation[k] if flagged else 1.0
@@ -304,7 +312,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                     # flagging threshold since intake. Every client is classified; only
                     # feedback-using therapists act on it (at the next session).
                     lagging = score - d.intake[k, i] >= p.not_on_track_worsening[k]
-                    off_track = attended_n >= 3 and lagging
+                    off_track = attended_n >= p.not_on_track_from_session[k] and lagging
                     ever_off_track |= off_track
                     missed_run = 0
                     below_run = below_run + 1 if score < CASENESS else 0
@@ -320,7 +328,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                     ev |= COMPLETED
                 elif (
                     attended
-                    and below_run >= 2
+                    and below_run >= p.good_enough_run[k]
                     and attended_n >= p.good_enough_min_sessions[k]
                     and r.ending[t, i] < p.good_enough_rate[k]
                 ):
@@ -332,7 +340,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                         p.dropout_rupture[k] * pending,
                         p.dropout_engagement[k] * (0.5 - engagement),
                         barriers_risk,
-                        p.dropout_early[k] * (w <= EARLY_WEEKS),
+                        p.dropout_early[k] * (w <= p.early_phase_weeks[k]),
                         p.dropout_missed[k] * missed_run,
                         p.dropout_improved[k] * (phq9 < CASENESS),
                     )

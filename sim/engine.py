@@ -204,7 +204,8 @@ def _follow_up(p, d, s, clients, streams: Streams) -> dict[str, np.ndarray]:
     weeks = p["followup_weeks"]
     mean_alliance = np.where(s.attended > 0, s.alliance_sum / np.maximum(s.attended, 1), 12.0)
     internalised = (mean_alliance - 12.0) / 48.0 * np.minimum(1.0, s.attended / p["planned_sessions"])
-    built = 0.5 * clients.support + 0.5 * internalised
+    w = p["support_built_weight"]
+    built = (1.0 - w) * clients.support + w * internalised
     p_relapse = 1.0 - (1.0 - p["relapse_rate"] * (1.0 - p["relapse_support_buffer"] * built)) ** (weeks / 26.0)
     relapse = (s.severity < dynamics.CASENESS) & (u_relapse < p_relapse)
     remitted = s.severity * (1.0 - p["natural_recovery_rate"]) ** weeks

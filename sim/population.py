@@ -105,8 +105,9 @@ def draw_therapists(p: dict, n: int, streams: Streams) -> Therapists:
     def trait(i, key):
         return truncated_normal(u[i], p[f"therapist_{key}_mean"], p[f"therapist_{key}_sd"], 0, 1)
 
-    # Caseload capacity varies about its mean by roughly a quarter (lognormal, mean-preserving).
-    capacity = np.maximum(1.0, np.round(p["therapist_capacity_mean"] * np.exp(0.25 * z_capacity - 0.03125)))
+    # Caseload capacity varies about its mean (lognormal, mean-preserving).
+    sd = p["therapist_capacity_sd"]
+    capacity = np.maximum(1.0, np.round(p["therapist_capacity_mean"] * np.exp(sd * z_capacity - sd**2 / 2)))
     return Therapists(
         empathy=trait(0, "empathy"),
         humility=trait(1, "humility"),

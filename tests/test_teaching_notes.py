@@ -82,7 +82,7 @@ def test_baseline_dropout_is_likeliest_early_and_repairs_lift_the_alliance():
     c = run("baseline").clients
     dropped = c[c["end_type"] == "dropout"]
     early = np.mean(dropped["sessions_attended"] <= 3)
-    assert 0.3 <= early <= 0.6, f"about two dropouts in five should come within three sessions, got {early:.2f}"
+    assert 0.35 <= early <= 0.6, f"about half of dropouts should come within three sessions, got {early:.2f}"
     hazard_early = np.mean(dropped["end_session"] <= 3) / 3
     hazard_later = np.mean((dropped["end_session"] > 3) & (dropped["end_session"] <= 12)) / 9
     assert hazard_early > hazard_later, "dropouts per week should be highest in the first three weeks"
@@ -141,8 +141,10 @@ def test_avoidant_clients_withdraw():
 
 def test_skilled_repair_mends_more_ruptures_and_loses_fewer_clients_to_them():
     skilled, unskilled = repaired_share("repair_skilled"), repaired_share("repair_unskilled")
-    assert 0.4 <= skilled <= 0.65, f"about half of ruptures should be repaired by skilled therapists, got {skilled:.2f}"
-    assert skilled > 1.5 * unskilled, f"skilled repair should mend far more ruptures ({skilled:.2f} vs {unskilled:.2f})"
+    assert 0.6 <= skilled <= 0.8, (
+        f"about seven ruptures in ten should be repaired by skilled therapists, got {skilled:.2f}"
+    )
+    assert unskilled < 0.5, f"under half of ruptures should be repaired by unskilled therapists, got {unskilled:.2f}"
     rupture_dropout = dropout_share("repair_skilled", "unrepaired_rupture")
     assert rupture_dropout < dropout_share("repair_unskilled", "unrepaired_rupture"), (
         "skilled repair should lose fewer clients to unrepaired ruptures"
