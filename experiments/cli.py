@@ -1,8 +1,10 @@
 """Command line: ``python -m experiments run SPEC``.
 
-A user mistake (a bad spec, a results directory that belongs to another spec) is reported in one
-paragraph on stderr with exit status 2, never as a traceback. An interrupted run (Ctrl-C) keeps
-every finished chunk and exits with status 130; the same command finishes it.
+A user mistake (a bad spec, a results directory that belongs to another spec or cannot be
+created, an unreadable manifest, an unreachable scheduler) is reported in one paragraph on stderr
+with exit status 2, never as a traceback. An interrupted run (Ctrl-C) keeps every finished chunk
+and exits with status 130, a run whose worker process died with status 1; the same command
+finishes either.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments.executors import EXECUTORS
+from experiments.executors import EXECUTORS, ExecutorError, WorkerDied
 from experiments.spec import SpecError, load_spec
 from experiments.store import StoreError, done_chunks
 from sim.cli import positive_int
@@ -48,6 +50,13 @@ def cmd_run(args) -> int:
             file=sys.stderr,
         )
         return 130
+    except WorkerDied:
+        print(
+            f"error: a worker process died (killed, out of memory, or a crash in the engine) while running "
+            f"{spec.name}; finished chunks are kept in {out}; run the same command to finish the rest.",
+            file=sys.stderr,
+        )
+        return 1
     session = manifest["sessions"][-1]
     print(
         f"{spec.name}: {manifest['runs']:,} runs ({manifest['n_sets']:,} sets x {spec.replicates} replicates) "
@@ -63,6 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     try:
         return cmd_run(args)
-    except (SpecError, StoreError) as err:
+    except (SpecError, StoreError, ExecutorError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

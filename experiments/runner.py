@@ -66,14 +66,16 @@ def _run_chunks(spec, sample, out, todo, n_done, evaluator, session, progress, e
         dynamic_ncols=True,
     )
     with bar, make_executor(*executor_args) as pool:
-        session["workers"] = pool.workers
-        for index, columns in pool.imap_unordered(run_chunk, chunk_tasks(spec, sample, todo, evaluator)):
-            frame = pd.DataFrame(columns)
-            store.write_parquet(frame, store.chunk_path(out, index))
-            session["chunks_run"] += 1
-            session["runs"] += len(frame)
-            bar.update(len(frame))
-            bar.set_postfix_str(f"chunks {n_done + session['chunks_run']}/{n_chunks}", refresh=False)
+        try:
+            for index, columns in pool.imap_unordered(run_chunk, chunk_tasks(spec, sample, todo, evaluator)):
+                frame = pd.DataFrame(columns)
+                store.write_parquet(frame, store.chunk_path(out, index))
+                session["chunks_run"] += 1
+                session["runs"] += len(frame)
+                bar.update(len(frame))
+                bar.set_postfix_str(f"chunks {n_done + session['chunks_run']}/{n_chunks}", refresh=False)
+        finally:  # read last: a Dask cluster's workers may join after the start
+            session["workers"] = pool.workers
 
 
 def _record(out: Path, session: dict[str, Any], seconds: float, n_chunks: int) -> dict[str, Any]:
@@ -123,7 +125,9 @@ def run_experiment(
         analyse: write indices.csv and figures when every chunk is done.
 
     Raises:
-        experiments.store.StoreError: ``out`` holds another spec's results.
+        experiments.store.StoreError: ``out`` holds another spec's results or cannot be used.
+        experiments.executors.ExecutorError: the Dask scheduler cannot be reached.
+        experiments.executors.WorkerDied: a worker process died; finished chunks are stored.
     """
     keep_freed_memory()  # the analysis's bootstrap reuses memory instead of faulting it in again
     out = Path(out)

@@ -159,8 +159,12 @@ class ExperimentSpec:
 
 
 def run_part(data: dict[str, Any]) -> dict[str, Any]:
-    """Spec data (as from ``to_dict``) without outputs and bootstrap settings, which change no run."""
-    data = {k: v for k, v in data.items() if k != "outputs"}
+    """Spec data (as from ``to_dict``) without the name, outputs and bootstrap settings, which change no run.
+
+    The name is left out so a copied or renamed spec file can resume the same directory; the chunk
+    size stays in, as it decides which sets each chunk file holds.
+    """
+    data = {k: v for k, v in data.items() if k not in ("name", "outputs")}
     data["options"] = {k: v for k, v in data.get("options", {}).items() if k not in ANALYSIS_OPTIONS}
     return data
 
@@ -203,7 +207,7 @@ def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSp
     if method is None:
         raise SpecError(f'{path}: method is missing: add e.g. method = "sobol" (one of {", ".join(METHODS)}).')
     if method not in METHODS:
-        raise SpecError(f"{path}: method = {method!r} is not known: use one of {', '.join(METHODS)}.")
+        raise SpecError(f"{path}: method = {_toml(method)} is not known: use one of {', '.join(METHODS)}.")
     scenario = _scenario(data, path)
     fixed = _table(data, "fixed", path)
     try:
@@ -238,17 +242,39 @@ def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSp
     )
 
 
+def _toml(value: Any) -> str:
+    """``value`` as a TOML file writes it (true, "text", [1, 2]), so a message quotes the file's own syntax."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _kind(default: Any) -> str:
+    """What a value of ``default``'s type is called in TOML."""
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "an integer"
+    return "a number" if isinstance(default, float) else "a string"
+
+
 def _text(data, key, path) -> str:
     value = data.get(key, "")
     if not isinstance(value, str):
-        raise SpecError(f"{path}: {key} = {value!r} must be a string.")
+        raise SpecError(f"{path}: {key} = {_toml(value)} must be a string.")
     return value
 
 
 def _table(data, key, path) -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
-        raise SpecError(f"{path}: {key!r} must be a table, written [{key}].")
+        raise SpecError(f"{path}: {key} must be a table, written [{key}].")
     return value
 
 
@@ -256,19 +282,19 @@ def _integer(data, key, default, path) -> int:
     value = data.get(key, default)
     low, high = LIMITS[key]
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SpecError(f"{path}: {key} = {value!r} is not allowed: use an integer in [{low}, {high:,}].")
+        raise SpecError(f"{path}: {key} = {_toml(value)} is not allowed: use an integer in [{low}, {high:,}].")
     return value
 
 
 def _scenario(data, path) -> Scenario:
     name = data.get("scenario", "baseline")
     if not isinstance(name, str):
-        raise SpecError(f"{path}: scenario = {name!r} must be a scenario name or a path, as a string.")
+        raise SpecError(f"{path}: scenario = {_toml(name)} must be a scenario name or a path, as a string.")
     beside = path.parent / name
     try:
         return load_scenario(beside if beside.suffix == ".toml" and beside.is_file() else name)
     except ScenarioError as err:
-        raise SpecError(f"{path}: scenario = {name!r}: {err}") from None
+        raise SpecError(f"{path}: scenario = {_toml(name)}: {err}") from None
 
 
 def _outputs(data, path) -> tuple[str, ...]:
@@ -276,10 +302,10 @@ def _outputs(data, path) -> tuple[str, ...]:
     if isinstance(outputs, str):
         outputs = [outputs]
     if not isinstance(outputs, list) or not outputs:
-        raise SpecError(f"{path}: outputs must be a non-empty list of metric names, e.g. outputs = ['dropout_rate'].")
+        raise SpecError(f'{path}: outputs must be a non-empty list of metric names, e.g. outputs = ["dropout_rate"].')
     for name in outputs:
         if name not in OUTPUTS:
-            raise SpecError(f"{path}: unknown output {name!r} in outputs. Allowed: {', '.join(OUTPUTS)}.")
+            raise SpecError(f"{path}: unknown output {_toml(name)} in outputs. Allowed: {', '.join(OUTPUTS)}.")
     return tuple(dict.fromkeys(outputs))
 
 
@@ -289,10 +315,12 @@ def _options(data, method, path) -> dict[str, Any]:
     for key, value in given.items():
         if key not in allowed:
             names = ", ".join(allowed) or "none"
-            raise SpecError(f"{path}: unknown key {key!r} in [options] for method {method!r}. Allowed: {names}.")
+            raise SpecError(f"{path}: unknown key {key!r} in [options] for method {_toml(method)}. Allowed: {names}.")
         default = allowed[key]
         if type(value) is not type(default) and not (isinstance(default, float) and type(value) is int):
-            raise SpecError(f"{path}: [options] {key} = {value!r} must be like {default!r}.")
+            raise SpecError(
+                f"{path}: [options] {key} = {_toml(value)} must be {_kind(default)}, e.g. {key} = {_toml(default)}."
+            )
     options = {**allowed, **given}
     if "conf_level" in options and not 0 < options["conf_level"] < 1:
         raise SpecError(f"{path}: [options] conf_level = {options['conf_level']} must lie strictly between 0 and 1.")
@@ -307,10 +335,12 @@ def _options(data, method, path) -> dict[str, Any]:
 def _sample_size(data, method, factors, options, path) -> int | None:
     if method not in SAMPLED:
         if "N" in data:
-            raise SpecError(f"{path}: N is not used by method {method!r}: the levels of each parameter set the runs.")
+            raise SpecError(
+                f"{path}: N is not used by method {_toml(method)}: the levels of each parameter set the runs."
+            )
         return None
     if "N" not in data:
-        raise SpecError(f"{path}: N (the base sample size) is missing; method {method!r} needs it, e.g. N = 1024.")
+        raise SpecError(f"{path}: N (the base sample size) is missing; method {_toml(method)} needs it, e.g. N = 1024.")
     N = _integer(data, "N", None, path)
     if method == "sobol":
         if N & (N - 1):
@@ -365,19 +395,20 @@ def _factor(param, settings: dict[str, Any], method: str, where: str) -> Factor:
         raise SpecError(f"{where}: levels is only for grid and oat; {method} draws values from low..high.")
     dist = settings.get("distribution", "unif")
     if dist not in DISTRIBUTIONS:
-        raise SpecError(f"{where}: distribution = {dist!r} is not known: use one of {', '.join(DISTRIBUTIONS)}.")
+        raise SpecError(f"{where}: distribution = {_toml(dist)} is not known: use one of {', '.join(DISTRIBUTIONS)}.")
     if dist != "unif" and (param.kind != "float" or method == "morris"):
         why = "integer parameters" if param.kind != "float" else "morris (its grid of levels is uniform)"
-        raise SpecError(f"{where}: distribution = {dist!r} is not available for {why}; remove it (unif is used).")
+        raise SpecError(f"{where}: distribution = {_toml(dist)} is not available for {why}; remove it (unif is used).")
     needed = {"unif": (), "triang": ("peak",), "norm": ("mean", "sd"), "lognorm": ("mean", "sd")}[dist]
     for key in ("peak", "mean", "sd"):
         if key in settings and key not in needed:
-            raise SpecError(f"{where}: {key} is not used by distribution {dist!r}; it takes {needed or 'no settings'}.")
+            takes = " and ".join(needed) or "no settings"
+            raise SpecError(f"{where}: {key} is not used by distribution {_toml(dist)}; it takes {takes}.")
     values = {}
     for key in needed:
         value = settings.get(key, (low + high) / 2 if key == "peak" else None)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SpecError(f"{where}: distribution {dist!r} needs {key} = a number.")
+            raise SpecError(f"{where}: distribution {_toml(dist)} needs {key} = a number.")
         values[key] = float(value)
     if "peak" in values and not low <= values["peak"] <= high:
         raise SpecError(f"{where}: peak = {values['peak']:g} must lie within [{low:g}, {high:g}].")
@@ -388,7 +419,7 @@ def _factor(param, settings: dict[str, Any], method: str, where: str) -> Factor:
 
     if mass_in_range(factor) < 1e-3:
         raise SpecError(
-            f"{where}: distribution {dist!r} puts almost none of its mass inside [{low:g}, {high:g}], "
+            f"{where}: distribution {_toml(dist)} puts almost none of its mass inside [{low:g}, {high:g}], "
             "where it is truncated; move mean into the range or widen sd (lognorm's mean and sd are on the log scale)."
         )
     return factor
@@ -397,7 +428,7 @@ def _factor(param, settings: dict[str, Any], method: str, where: str) -> Factor:
 def _bound(param, settings, key, default, where) -> float:
     value = settings.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SpecError(f"{where}: {key} = {value!r} must be a number.")
+        raise SpecError(f"{where}: {key} = {_toml(value)} must be a number.")
     if not param.low <= value <= param.high:
         raise SpecError(
             f"{where}: {key} = {value:g} is outside the registry range of {param.name}, "
@@ -414,7 +445,7 @@ def _levels(param, settings, low, high, where) -> tuple[Any, ...]:
     if "steps" in settings:
         steps = settings["steps"]
         if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= 10_000:
-            raise SpecError(f"{where}: steps = {steps!r} must be an integer from 2 to 10,000.")
+            raise SpecError(f"{where}: steps = {_toml(steps)} must be an integer from 2 to 10,000.")
         values = [round(low + (high - low) * i / (steps - 1), 12) for i in range(steps)]
         if param.kind == "int":
             values = sorted({round(v) for v in values})
@@ -423,9 +454,9 @@ def _levels(param, settings, low, high, where) -> tuple[Any, ...]:
     if not isinstance(levels, list) or not levels:
         raise SpecError(f"{where}: levels must be a non-empty list, e.g. levels = [0.2, 0.5, 0.8].")
     try:
-        checked = [param.validate(v, where) for v in levels]
+        checked = [param.validate(v, f"{where}, levels") for v in levels]
     except ParameterError as err:
-        raise SpecError(f"{err} (in levels)") from None
+        raise SpecError(str(err)) from None
     if len(set(checked)) != len(checked):
         raise SpecError(f"{where}: levels repeat a value; list each level once.")
     return tuple(checked)
@@ -434,14 +465,14 @@ def _levels(param, settings, low, high, where) -> tuple[Any, ...]:
 def _choice_factor(param, settings, gridded, where) -> Factor:
     for key in settings:
         if key != "levels":
-            raise SpecError(f"{where}: {param.name} is a choice; it takes only levels = [...] ({param.allowed}).")
+            raise SpecError(f"{where}: {param.name} is a choice; it takes only levels = {_toml(param.choices)}.")
     levels = settings.get("levels", list(param.choices))
     if not isinstance(levels, list) or not levels:
-        raise SpecError(f"{where}: levels must be a non-empty list: {param.allowed}.")
+        raise SpecError(f"{where}: levels must be a non-empty list, e.g. levels = {_toml(param.choices)}.")
     try:
-        checked = tuple(param.validate(v, where) for v in levels)
+        checked = tuple(param.validate(v, f"{where}, levels") for v in levels)
     except ParameterError as err:
-        raise SpecError(f"{err} (in levels)") from None
+        raise SpecError(str(err)) from None
     if not gridded and len(checked) < 2:
         raise SpecError(f"{where}: list at least two choices to vary, or move {param.name} to [fixed].")
     return Factor(param.name, "choice", choices=checked, levels=checked if gridded else ())

@@ -75,6 +75,23 @@ def read_manifest(out: Path) -> dict[str, Any]:
     return json.loads((out / MANIFEST).read_text())
 
 
+def _checked_manifest(out: Path) -> dict[str, Any]:
+    """The manifest of ``out``, or a StoreError if it is not one this package wrote."""
+    try:
+        manifest = read_manifest(out)
+    except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8
+        problem = f"cannot be read ({err})"
+    else:
+        missing = [k for k in ("spec_hash", "spec", "sessions") if not isinstance(manifest, dict) or k not in manifest]
+        if not missing:
+            return manifest
+        problem = f"lacks {', '.join(missing)}"
+    raise StoreError(
+        f"{out / MANIFEST} {problem}, so the results in {out} cannot be matched to a spec; it may have been "
+        f"cut short or edited. Delete {out} to start over, or give a new --out directory."
+    )
+
+
 def done_chunks(out: Path) -> set[int]:
     """Indices of the chunks whose files are on disk."""
     return {int(p.stem.split("-")[1]) for p in (out / CHUNKS).glob("chunk-*.parquet")}
@@ -133,20 +150,27 @@ def open_store(out: Path, spec: ExperimentSpec, sample: pd.DataFrame, extra: dic
         The manifest.
 
     Raises:
-        StoreError: ``out`` holds another spec's results or files that are not a run's.
+        StoreError: ``out`` holds another spec's results, files that are not a run's or an unreadable
+            manifest, is a file, or cannot be created.
     """
     digest = spec.digest()
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"--out {out} is a file, not a directory: give a new or empty directory for the results.")
     if (out / MANIFEST).exists():
-        manifest = read_manifest(out)
-        if manifest.get("spec_hash") != digest:
-            old = run_part(manifest.get("spec", {}))
-            new = spec.run_dict()
-            changed = sorted(k for k in set(old) | set(new) if old.get(k) != json.loads(json.dumps(new.get(k))))
-            raise StoreError(
-                f"{out} holds results of a different spec (hash {manifest.get('spec_hash', '?')[:12]}, "
-                f"this spec {digest[:12]}; changed: {', '.join(changed) or 'scenario values'}). "
-                "Results are never mixed: give a new --out directory, or delete this one to start over."
-            )
+        manifest = _checked_manifest(out)
+        if manifest["spec_hash"] != digest:
+            old = run_part(manifest["spec"])
+            new = json.loads(json.dumps(spec.run_dict(), default=str))
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            if changed:
+                raise StoreError(
+                    f"{out} holds results of a different spec (hash {manifest['spec_hash'][:12]}, "
+                    f"this spec {digest[:12]}; changed: {', '.join(changed)}). "
+                    "Results are never mixed: give a new --out directory, or delete this one to start over."
+                )
+            # Same runs under an older hash (one that still counted the spec's name): adopt this one.
+            manifest["spec_hash"] = digest
+            write_json(manifest, out / MANIFEST)
         stored = pd.read_parquet(out / SAMPLE)
         if not stored.astype(object).equals(sample.astype(object)):
             raise StoreError(
@@ -164,7 +188,13 @@ def open_store(out: Path, spec: ExperimentSpec, sample: pd.DataFrame, extra: dic
             f"{out} is not empty and has no {MANIFEST}, so it is not an experiment's results directory. "
             "Give a new or empty --out directory."
         )
-    (out / CHUNKS).mkdir(parents=True, exist_ok=True)
+    try:
+        (out / CHUNKS).mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a parent that is a file, no permission, a read-only file system
+        raise StoreError(
+            f"cannot create the results directory {out} ({err.strerror}): give an --out directory that can be "
+            "created and written."
+        ) from None
     write_parquet(sample, out / SAMPLE)
     manifest = {
         "name": spec.name,
