@@ -44,7 +44,7 @@ MISS_REASONS: dict[str, str] = {
     "expectation_outcome": (
         "Outcome expectancy acts only through hope, which has a small weight in the therapeutic dose, and "
         "remoralization by the bond lifts every client's hope toward the same ceiling within a few sessions "
-        "(without remoralization the correlation rises from about .06 to .10), so intake expectancy explains "
+        "(without remoralization the correlation rises from about .06 to .11), so intake expectancy explains "
         "little of the variance of change."
     ),
     "attachment_anxiety_outcome": (
@@ -59,7 +59,7 @@ MISS_REASONS: dict[str, str] = {
     "feedback_outcome": (
         "Feedback acts only on clients flagged not on track, by renegotiating goals and repairing ruptures, and "
         "about nine flags in ten follow a stressful life event, which feedback cannot undo (a third of clients are "
-        "ever flagged, 6% with life_event_rate = 0), so flagged clients gain (d about .12) but the difference "
+        "ever flagged, 4% with life_event_rate = 0), so flagged clients gain (d about .10) but the difference "
         "over a whole caseload stays small."
     ),
     "feedback_not_on_track_outcome": (

@@ -312,9 +312,11 @@ class RefClient(mesa.Agent):
         # 3. Ruptures and repair.
         break_risk = p["anxious_break_sensitivity"] * self.rupture_scale * self.anxiety * self.abandonment
         drop = regain = 0.0  # bond lost at a rupture this week, regained at a repair
+        repaired = False
         if attended and self.pending:
             p_repair = self.repair_open + p["feedback_repair_boost"] if flagged else self.repair_chance
             if rng.random() < p_repair:
+                repaired = True
                 regain = self.pending_drop * (1.0 + p["repair_bonus"])
                 self.pending = False
                 self.repairs += 1
@@ -327,10 +329,11 @@ class RefClient(mesa.Agent):
         if attended:
             self.abandonment *= p["break_reaction_decay"]
 
-        # Alliance: the bond grows toward its target only while no rupture is unrepaired; goals and
-        # tasks converge through shared goal setting; feedback renegotiates a flagged client's goals.
+        # Alliance: the bond grows toward its target only while no rupture is unrepaired, and not at
+        # the session spent on a repair; goals and tasks converge through shared goal setting;
+        # feedback renegotiates a flagged client's goals.
         if attended:
-            growth = 0.0 if self.pending else self.bond_speed
+            growth = 0.0 if self.pending or repaired else self.bond_speed
             self.bond += growth * (self.bond_target - self.bond) - drop + regain
             collaboration = p["collaboration_rate"]
             share = p["rupture_agreement_share"]  # a repair mends the bond; agreement recovers by collaboration

@@ -256,10 +256,11 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                 if attended:
                     abandonment *= p.break_reaction_decay[k]  # the reaction fades over the sessions after a break
 
-                # The bond grows toward its target only while no rupture is unrepaired; goals and tasks
+                # The bond grows toward its target only while no rupture is unrepaired, and not at the
+                # session spent on a repair (the repair itself is that session's gain); goals and tasks
                 # converge through shared goal setting; feedback renegotiates a flagged client's goals.
                 if attended:
-                    if not pending:
+                    if not pending and not repaired:
                         bond += d.bond_speed[k, i] * (d.bond_target[k, i] - bond)
                     collab = p.collaboration_rate[k]
                     goal += collab * (d.goal_target[k, i] - goal)

@@ -82,21 +82,21 @@ def test_baseline_dropout_is_likeliest_early_and_repairs_lift_the_alliance():
     c = run("baseline").clients
     dropped = c[c["end_type"] == "dropout"]
     early = np.mean(dropped["sessions_attended"] <= 3)
-    assert 0.35 <= early <= 0.6, f"about half of dropouts should come within three sessions, got {early:.2f}"
+    assert 0.35 <= early <= 0.6, f"nearly half of dropouts should come within three sessions, got {early:.2f}"
     hazard_early = np.mean(dropped["end_session"] <= 3) / 3
     hazard_later = np.mean((dropped["end_session"] > 3) & (dropped["end_session"] <= 12)) / 9
     assert hazard_early > hazard_later, "dropouts per week should be highest in the first three weeks"
 
-    # A repaired rupture: the alliance at the repair is above its level before the rupture.
+    # A repaired rupture: the bond at the repair is above its level before the rupture.
     sessions = run("baseline").sessions
     attended = sessions[sessions["attended"] == 1].sort_values(["client_id", "session"])
     events = attended["event"].astype(str)
-    before = attended.groupby("client_id")["alliance"].shift()  # the last attended session before
+    before = attended.groupby("client_id")["bond"].shift()  # the last attended session before
     ruptured = attended.loc[events.str.contains("rupture"), ["client_id"]].assign(pre=before)
-    repaired = attended.loc[events.str.contains("repair"), ["client_id", "alliance"]]
+    repaired = attended.loc[events.str.contains("repair"), ["client_id", "bond"]]
     paired = ruptured.drop_duplicates("client_id").merge(repaired.drop_duplicates("client_id"), on="client_id")
-    lift = (paired["alliance"] - paired["pre"]).mean()
-    assert lift > 0, f"a repair should leave the alliance above its pre-rupture level, mean change {lift:.1f}"
+    lift = (paired["bond"] - paired["pre"]).mean()
+    assert lift > 0, f"a repair should leave the bond above its pre-rupture level, mean change {lift:.2f}"
 
 
 def test_low_empathy_weakens_the_alliance_and_loses_more_clients():
@@ -141,10 +141,8 @@ def test_avoidant_clients_withdraw():
 
 def test_skilled_repair_mends_more_ruptures_and_loses_fewer_clients_to_them():
     skilled, unskilled = repaired_share("repair_skilled"), repaired_share("repair_unskilled")
-    assert 0.6 <= skilled <= 0.8, (
-        f"about seven ruptures in ten should be repaired by skilled therapists, got {skilled:.2f}"
-    )
-    assert unskilled < 0.5, f"under half of ruptures should be repaired by unskilled therapists, got {unskilled:.2f}"
+    assert 0.7 <= skilled <= 0.9, f"about four ruptures in five should be repaired by skilled therapists: {skilled:.2f}"
+    assert skilled > unskilled + 0.1, f"skilled repair should mend more ruptures ({skilled:.2f} vs {unskilled:.2f})"
     rupture_dropout = dropout_share("repair_skilled", "unrepaired_rupture")
     assert rupture_dropout < dropout_share("repair_unskilled", "unrepaired_rupture"), (
         "skilled repair should lose fewer clients to unrepaired ruptures"
