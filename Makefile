@@ -43,8 +43,11 @@ clean:
 # ── sensitivity experiments (docs/experiments.md); results land in results/<spec name>/ ────────
 EXECUTOR ?= processes
 WORKERS ?=
+SCHEDULER ?=
+OUT ?=
 SPEC ?= experiments/sobol_dropout.toml
-SWEEP_ARGS = --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS))
+SWEEP_ARGS = --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS)) \
+	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(OUT),--out $(OUT))
 
 .PHONY: sobol morris grid sweep
 
@@ -57,7 +60,7 @@ morris: $(VENV)/.installed  ## Morris screening of the free parameters (experime
 grid: $(VENV)/.installed  ## empathy x humility heatmaps (experiments/grid_empathy_humility.toml)
 	$(RUN) -m experiments run experiments/grid_empathy_humility.toml $(SWEEP_ARGS)
 
-sweep: $(VENV)/.installed  ## any spec: make sweep SPEC=experiments/x.toml EXECUTOR=dask WORKERS=4
+sweep: $(VENV)/.installed  ## any spec: make sweep SPEC=x.toml EXECUTOR=dask [WORKERS=4 SCHEDULER=tcp://... OUT=dir]
 	$(RUN) -m experiments run $(SPEC) $(SWEEP_ARGS)
 
 # ── credibility: published facts (docs/validation.md) and calibration (docs/calibration.md) ─────

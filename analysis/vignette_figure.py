@@ -35,9 +35,10 @@ def vignette_figure(
 
     Returns:
         A matplotlib Figure: bond, goal and task agreement (WAI-SR subscales 4-20) with disclosure
-        and hope (0-1) on an aligned right axis; PHQ-9 at intake, attended sessions and follow-up
-        with the caseness line; a strip marking attended, missed and cancelled sessions, ruptures and repairs. Ruptures
-        (red) and repairs (green) are also drawn as vertical lines, the ending as a black one.
+        and hope (0-1) on an aligned right axis; PHQ-9 at intake, attended sessions, the end-of-course
+        assessment and follow-up with the caseness line; a strip marking attended, missed and
+        cancelled sessions, ruptures and repairs. Ruptures (red) and repairs (green) are also drawn
+        as vertical lines, the ending as a black one.
     """
     row = client_row(clients, client_id)
     own = sessions[sessions["client_id"] == client_id].sort_values("session")
@@ -74,6 +75,10 @@ def vignette_figure(
     ax_phq.axhline(
         row["intake_phq9"] - RELIABLE_CHANGE, color="C2", ls=":", lw=1, label="reliable improvement (intake - 6)"
     )
+    # The end-of-course assessment is a separate administration (with its own measurement error),
+    # so it can differ from the last session's score; it is the one the outcome uses.
+    ax_phq.plot([row["end_session"] - 0.3], [row["final_phq9"]], marker="*", ms=11, color="C1", ls="none",
+                label="end-of-course assessment")  # fmt: skip; set just left of the follow-up mark
     later = f"{followup_weeks} weeks after the end" if followup_weeks else "after the end"
     ax_phq.plot([row["end_session"]], [row["followup_phq9"]], marker="D", mfc="white", color="C0", ls="none",
                 label=f"follow-up ({later})")  # fmt: skip
