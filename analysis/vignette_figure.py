@@ -76,9 +76,10 @@ def vignette_figure(
         row["intake_phq9"] - RELIABLE_CHANGE, color="C2", ls=":", lw=1, label="reliable improvement (intake - 6)"
     )
     # The end-of-course assessment is a separate administration (with its own measurement error),
-    # so it can differ from the last session's score; it is the one the outcome uses.
+    # so it can differ from the last session's score; it is the one the outcome uses. Drawn just left
+    # of the follow-up mark, which shares its week.
     ax_phq.plot([row["end_session"] - 0.3], [row["final_phq9"]], marker="*", ms=11, color="C1", ls="none",
-                label="end-of-course assessment")  # fmt: skip; set just left of the follow-up mark
+                label="end-of-course assessment")  # fmt: skip
     later = f"{followup_weeks} weeks after the end" if followup_weeks else "after the end"
     ax_phq.plot([row["end_session"]], [row["followup_phq9"]], marker="D", mfc="white", color="C0", ls="none",
                 label=f"follow-up ({later})")  # fmt: skip
