@@ -26,3 +26,11 @@ def test_a_registry_change_makes_the_doc_stale(monkeypatch):
     p = REGISTRY["therapist_empathy_mean"]
     monkeypatch.setitem(REGISTRY, p.name, replace(p, default=0.61))
     assert DOC.read_text() != parameters_markdown(), "a changed default must show up as a stale doc"
+
+
+def test_readme_names_every_dropout_cause():
+    from sim.dynamics import DROPOUT_CAUSES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [cause for cause in DROPOUT_CAUSES[1:] if f"`{cause}`" not in readme]
+    assert not missing, f"README.md should name every dropout cause researchers will find in clients.csv: {missing}"
