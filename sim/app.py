@@ -305,12 +305,16 @@ COMPONENTS = [
 
 STARTING_SCENARIO = load_scenario(BASE_SCENARIO)
 model_params = make_model_params()
-model = AppModel(**initial_values(model_params))
 
 
 @solara.component
 def Page():
-    """The app: a how-to card in the sidebar, then Mesa's SolaraViz."""
+    """The app: a how-to card in the sidebar, then Mesa's SolaraViz.
+
+    Each browser tab gets its own model (made once per page session), so a class sharing one
+    machine, or two tabs comparing settings, do not step one another's cohort.
+    """
+    model = solara.use_memo(lambda: AppModel(**initial_values(model_params)), dependencies=[])
     with solara.Sidebar():
         with solara.Card("How to use"):
             solara.Markdown(HOW_TO, style={"font-size": "0.9em"})

@@ -223,6 +223,17 @@ def test_app_in_headless_chromium(app_server, tmp_path):
             page.wait_for_function("document.querySelectorAll('.solara-content-main img').length >= 5")
             page.screenshot(path=str(tmp_path / "app-loaded.png"))
 
+            # Each tab has its own cohort: step this one, then a new tab still starts at week 0.
+            page.get_by_role("button", name="Step").click()
+            page.get_by_text("Week 1").wait_for()
+            second = browser.new_page()
+            second.on("request", lambda r: outside.append(r.url) if _off_localhost(r.url) else None)
+            second.set_default_timeout(60_000)
+            second.goto(url)
+            second.get_by_text("Week 0", exact=False).wait_for()
+            assert second.get_by_text("Week 1").count() == 0, "a new tab should not show another tab's cohort"
+            second.close()
+
             # The controls start at the scenario's values; its teaching note is in the sidebar.
             page.get_by_text("Scenario: low_empathy").wait_for()
             assert page.get_by_text("Look for:").count() == 1, "the teaching note's 'Look for' should show"
