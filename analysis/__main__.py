@@ -16,7 +16,7 @@ from pathlib import Path
 
 from analysis.sensitivity import AnalysisError, analyse_dir
 from analysis.targets import TargetsError
-from sim.cli import positive_int, seed_int
+from sim.cli import OutputError, at_least_two, output_dir, positive_int, seed_int
 from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
 from sim.scenario import ScenarioError
@@ -31,36 +31,14 @@ class UsageError(ValueError):
     """A command-line value that cannot be used; the message says which and what is allowed."""
 
 
-USER_ERRORS = (UsageError, ScenarioError, ParameterError, TargetsError, AnalysisError)
-
-
-def at_least_two(text: str) -> int:
-    """Argument type: an integer of 2 or more (a t-interval needs two replicates, an ICC two therapists)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 2")
-    return value
-
-
-def _directory(path: Path, flag: str) -> Path:
-    """Create an output directory before anything is simulated, so a bad path costs no run."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UsageError(f"{flag} {path}: a file of that name exists; give a directory.") from None
-    except OSError as err:
-        raise UsageError(f"{flag} {path}: cannot create the directory ({err.strerror or err}).") from None
-    return path
+USER_ERRORS = (UsageError, OutputError, ScenarioError, ParameterError, TargetsError, AnalysisError)
 
 
 def _file(path: Path, flag: str) -> Path:
     """Check an output file's place before a long fit, which would otherwise fail only at its end."""
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a directory; give the path of the file to write.")
-    _directory(path.parent, f"{flag} (its folder)")
+    output_dir(path.parent, f"{flag} (its folder)")
     return path
 
 
@@ -114,8 +92,8 @@ def _validate(args) -> int:
     # Mistakes in the inputs are reported before any directory is made or anything runs.
     load_targets(args.targets)
     load_scenario(args.scenario)
-    _directory(args.out, "--out")
-    _directory(args.docs / "figures", "--docs")
+    output_dir(args.out, "--out")
+    output_dir(args.docs / "figures", "--docs")
     table = run(
         out=args.out,
         docs=args.docs,

@@ -9,7 +9,6 @@ exact, executable definition over the per-client table (``clients.csv``): which 
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pandas as pd
 from analysis import estimators as est
 from sim import parameters
 from sim.parameters import ParameterError
+from sim.tomlfile import read_toml
 
 TARGETS_FILE = Path(__file__).with_name("targets.toml")
 SETS = ("calibration", "validation")
@@ -169,17 +169,7 @@ def load_targets(path: str | Path = TARGETS_FILE) -> list[Target]:
     """
     path = Path(path)
     how = "give a TOML file of [[fact]] tables like analysis/targets.toml"
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as err:
-        raise TargetsError(f"{path}: not valid TOML: {err}. Check quotes, brackets and '=' on that line.") from None
-    except UnicodeDecodeError:
-        raise TargetsError(f"{path}: not a text file in UTF-8; {how}.") from None
-    except FileNotFoundError:
-        raise TargetsError(f"{path}: no such targets file; {how}.") from None
-    except OSError as err:
-        raise TargetsError(f"{path}: cannot be read ({err.strerror or err}); {how}.") from None
+    data = read_toml(path, TargetsError, how)
     entries = data.get("fact", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise TargetsError(f"{path}: fact must be an array of tables, each written [[fact]]; {how}.")

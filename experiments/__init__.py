@@ -6,7 +6,7 @@
     run_experiment(load_spec("sobol_dropout"), "results/sobol_dropout", executor="processes")
 """
 
-from importlib import import_module
+from sim.lazy import lazy_exports
 
 # Imported on first use (PEP 562): a worker that unpickles a chunk task imports experiments.chunk
 # and the engine only, not SALib, scipy.stats or pandas.
@@ -20,14 +20,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'experiments' has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from sim import parameters
 from sim.outcomes import METRICS
 from sim.parameters import ParameterError
 from sim.scenario import Scenario, ScenarioError, load_scenario
+from sim.tomlfile import read_toml
 
 SPEC_DIR = Path(__file__).resolve().parent
 METHODS = ("sobol", "morris", "fast", "rbd_fast", "delta", "grid", "oat")
@@ -189,12 +189,9 @@ def load_spec(name_or_path: str | Path) -> ExperimentSpec:
             file, the key and what is allowed.
     """
     path = resolve_path(name_or_path)
-    try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{path}: not valid TOML: {err}. Check quotes, brackets and '=' on that line.") from None
-    return from_dict(data, path)
+    return from_dict(
+        read_toml(path, SpecError, "save the spec as UTF-8 TOML like experiments/sobol_dropout.toml"), path
+    )
 
 
 def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSpec:

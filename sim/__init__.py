@@ -10,7 +10,7 @@ Example:
     ['completed', 'dropout', 'good_enough']
 """
 
-from importlib import import_module
+from sim.lazy import lazy_exports
 
 # Imported on first use (PEP 562): a sweep's worker process imports the engine alone, not Mesa,
 # pandas or matplotlib, and starts in a fraction of the time.
@@ -31,14 +31,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'sim' has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -37,6 +37,11 @@ def _integer(text: str, lowest: int) -> int:
     return value
 
 
+def at_least_two(text: str) -> int:
+    """Argument type: an integer of 2 or more (an interval over replicates needs two)."""
+    return _integer(text, 2)
+
+
 def positive_int(text: str) -> int:
     """Argument type: an integer of 1 or more (clients, therapists, replicates, workers)."""
     return _integer(text, 1)
@@ -65,15 +70,15 @@ def write_run(result, out: Path) -> list[Path]:
     return written
 
 
-def output_dir(out: str | Path) -> Path:
+def output_dir(out: str | Path, flag: str = "--out") -> Path:
     """Create the output directory, or refuse it before any simulation runs (nothing computed is lost)."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise OutputError(f"--out {out}: a file of that name exists; give a directory.") from None
+        raise OutputError(f"{flag} {out}: a file of that name exists; give a directory.") from None
     except OSError as err:
-        raise OutputError(f"--out {out}: cannot create the directory ({err.strerror or err}).") from None
+        raise OutputError(f"{flag} {out}: cannot create the directory ({err.strerror or err}).") from None
     return out
 
 

@@ -24,13 +24,13 @@ message that names the file, the key and what is allowed (:class:`ScenarioError`
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sim import parameters
 from sim.parameters import GROUPS, REGISTRY, ParameterError
+from sim.tomlfile import read_toml
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
 TEXT_KEYS = ("name", "description", "teaching_note")
@@ -130,16 +130,7 @@ def load_scenario(name_or_path: str | Path = "baseline") -> Scenario:
         16
     """
     path = resolve_path(name_or_path)
-    try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(f"{path}: not valid TOML: {err}. Check quotes, brackets and '=' on that line.") from None
-    except UnicodeDecodeError:
-        raise ScenarioError(f"{path}: not a text file in UTF-8; save the scenario as UTF-8 TOML.") from None
-    except OSError as err:
-        raise ScenarioError(f"{path}: cannot be read ({err.strerror or err}).") from None
-    return _from_dict(data, path)
+    return _from_dict(read_toml(path, ScenarioError, "save the scenario as UTF-8 TOML"), path)
 
 
 def _from_dict(data: dict[str, Any], path: Path) -> Scenario:

@@ -92,7 +92,7 @@ def test_validate_refuses_an_unknown_scenario(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (None, ["no such targets file"]),
+        (None, ["no such file", "[[fact]]"]),
         ("[[fact]\nid = 'x'\n", ["not valid TOML"]),
         ("# nothing here\n", ["no facts"]),
         ("fact = 3\n", ["array of tables"]),
