@@ -30,6 +30,8 @@ def test_notebook_is_stored_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
     dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
     assert not dirty, f"{path.name}: cells {dirty} have outputs; clear them before committing"
+    missing = [i for i, c in enumerate(nb.cells) if not c.get("id")]
+    assert not missing, f"{path.name}: cells {missing} have no id (nbformat 4.5 requires one)"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
