@@ -85,13 +85,16 @@ def _add_validate(sub) -> None:
 
 
 def _validate(args) -> int:
-    from analysis.targets import load_targets
+    from analysis.targets import check_expressions, load_targets
     from analysis.validate import calibration_missed, run
+    from sim.run import simulate
     from sim.scenario import load_scenario
 
-    # Mistakes in the inputs are reported before any directory is made or anything runs.
-    load_targets(args.targets)
+    # Mistakes in the inputs are reported before any directory is made or anything runs; a small
+    # cohort of the scenario tries every fact's expressions, which the long run would meet at its end.
+    targets = load_targets(args.targets)
     load_scenario(args.scenario)
+    check_expressions(targets, args.targets, simulate(args.scenario, clients=200, therapists=10, seed=0).clients)
     output_dir(args.out, "--out")
     output_dir(args.docs / "figures", "--docs")
     table = run(

@@ -9,6 +9,7 @@ exact, executable definition over the per-client table (``clients.csv``): which 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
@@ -181,3 +182,28 @@ def load_targets(path: str | Path = TARGETS_FILE) -> list[Target]:
     if repeated:
         raise TargetsError(f"repeated fact ids {repeated} in {path}")
     return targets
+
+
+def check_expressions(targets: list[Target], path: str | Path, probe: pd.DataFrame) -> None:
+    """Evaluate every fact on a small clients table, so a bad expression is reported before a long run.
+
+    Args:
+        targets: the facts (from :func:`load_targets`).
+        path: the targets file, for the message.
+        probe: a clients table with the columns of clients.csv (a small simulated cohort).
+
+    Raises:
+        TargetsError: a query or expression that names a column clients.csv does not have, or is
+            not a valid pandas expression; the message names the file, the fact and the columns.
+    """
+    columns = ", ".join(probe.columns)
+    for t in targets:
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")  # a tiny probe can leave a statistic undefined: not an error
+                t.compute(probe)
+        except Exception as err:  # noqa: BLE001 (pandas raises many kinds for a bad expression)
+            raise TargetsError(
+                f"{path}, fact {t.id!r}: its expressions cannot be evaluated on the clients table "
+                f"({type(err).__name__}: {err}); use the columns of clients.csv: {columns}."
+            ) from None

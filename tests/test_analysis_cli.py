@@ -101,6 +101,9 @@ def test_validate_refuses_an_unknown_scenario(tmp_path, capsys):
         (GOOD_FACT + "overrides = { no_such_parameter = 1 }\n", ["no_such_parameter"]),
         (GOOD_FACT + "overrides = { therapist_feedback_share = 7 }\n", ["therapist_feedback_share", "outside"]),
         (GOOD_FACT.replace('statistic = "share"', 'statistic = "median"'), ["statistic = 'median'"]),
+        (GOOD_FACT.replace("end_type == 'dropout'", "dropped == 1"), ["fact 'x'", "dropped", "end_type"]),
+        (GOOD_FACT.replace("end_type == 'dropout'", "end_type ==="), ["fact 'x'", "cannot be evaluated"]),
+        (GOOD_FACT + 'clients = "no_column > 3"\n', ["fact 'x'", "no_column"]),
     ],
     ids=[
         "missing",
@@ -112,6 +115,9 @@ def test_validate_refuses_an_unknown_scenario(tmp_path, capsys):
         "unknown-override",
         "override-out-of-range",
         "unknown-statistic",
+        "unknown-column",
+        "bad-expression",
+        "unknown-column-in-query",
     ],
 )
 def test_validate_refuses_a_bad_targets_file(tmp_path, capsys, text, expected):

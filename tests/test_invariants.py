@@ -14,7 +14,10 @@ from sim.run import client_outcomes
 N_CLIENTS, N_THERAPISTS = 80, 6
 # No shrinking: a failing example is printed as drawn, and a failure stays quick.
 NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
-FAST = settings(max_examples=100, deadline=None, phases=NO_SHRINK, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same examples on every run, so CI passes or fails on the code, not on the draw.
+FAST = settings(
+    max_examples=100, deadline=None, phases=NO_SHRINK, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _value(p):
@@ -119,7 +122,7 @@ def test_states_stay_in_range_and_counts_add_up(ps, seed):
     assert sessions["alliance"].between(12, 60).all()
 
 
-@settings(max_examples=15, deadline=None, phases=NO_SHRINK)
+@settings(max_examples=15, deadline=None, phases=NO_SHRINK, derandomize=True)
 @given(ps=PARAM_VECTORS, other=PARAM_VECTORS, seed=st.integers(0, 2**32), k=st.integers(0, 2))
 def test_any_set_alone_equals_in_batch(ps, other, seed, k):
     ps, other = parameters.validate(ps), parameters.validate(other)
@@ -131,7 +134,7 @@ def test_any_set_alone_equals_in_batch(ps, other, seed, k):
         assert np.array_equal(value[0], together[key][k], equal_nan=value.dtype.kind == "f"), key
 
 
-@settings(max_examples=30, deadline=None, phases=NO_SHRINK)
+@settings(max_examples=30, deadline=None, phases=NO_SHRINK, derandomize=True)
 @given(data=st.data())
 def test_validation_accepts_the_range_and_refuses_outside(data):
     name = data.draw(st.sampled_from([n for n, p in REGISTRY.items() if p.kind == "float"]))
