@@ -74,7 +74,7 @@ def _add_validate(sub) -> None:
         "--therapists",
         type=at_least_two,
         default=None,
-        help="therapists per replicate, 2 or more (default: caseloads of 20)",
+        help="therapists per replicate, 2 or more (default: the scenario's caseload)",
     )
     v.add_argument("--seed", type=seed_int, default=None, help="seed, 0 or more (default: the scenario's)")
     v.add_argument("--scenario", default="baseline", help="scenario name or path (default baseline)")
@@ -125,7 +125,7 @@ def _add_calibrate(sub) -> None:
         "--therapists",
         type=at_least_two,
         default=None,
-        help="therapists per replicate, 2 or more (default: caseloads of 20)",
+        help="therapists per replicate, 2 or more (default: the scenario's caseload)",
     )
     c.add_argument("--max-nfev", type=positive_int, default=60, help="most objective evaluations (default 60)")
     c.add_argument("--free", nargs="+", default=None, metavar="NAME", help="fit only these (default: all free)")

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
-from analysis.facts import simulate_facts
+from analysis.facts import cohort_therapists, simulate_facts
 from analysis.targets import Target, load_targets
 from sim import parameters
 from sim.scenario import load_scenario
@@ -220,7 +220,7 @@ def calibrate(
         seed: seed of the common random numbers.
         replicates: replicates per evaluation.
         clients: clients per replicate.
-        therapists: therapists per replicate; None gives caseloads of 20.
+        therapists: therapists per replicate; None keeps the scenario's caseload.
         max_nfev: most objective evaluations (Jacobians come on top, one batch each).
         scenario: the scenario the facts describe.
         targets_file: the targets table; None for analysis/targets.toml.
@@ -245,7 +245,7 @@ def calibrate(
     sc, declared = load_scenario(scenario), parameters.declared_defaults()
     unset = [p.name for p in parameters.free_parameters() if p.name not in sc.overrides]
     base = {**sc.params, **{name: declared[name] for name in unset}}
-    therapists = max(2, round(clients / 20)) if therapists is None else therapists
+    therapists = cohort_therapists(sc, clients) if therapists is None else therapists
     start = np.array([declared[n] for n in names], dtype=float)
     obj = Objective(facts, params, base, seed, replicates, clients, therapists, prior=start)
     u0 = obj.to_u(start)

@@ -25,6 +25,7 @@ from analysis.targets import Target
 from sim import parameters, records
 from sim.engine import Cohort
 from sim.run import client_outcomes
+from sim.scenario import Scenario
 
 SET_COLUMN = "param_set"
 
@@ -150,3 +151,12 @@ def simulate_facts(
         for j, target in enumerate(targets):
             out[i, :, j] = compute_batch(target, blocks[which[j]], n)
     return out
+
+
+def cohort_therapists(scenario: Scenario, clients: int) -> int:
+    """Therapists for ``clients`` at the scenario's caseload (as ``--clients`` alone gives), at least two.
+
+    Two at least: the therapist ICC and the feedback facts (half the therapists use feedback) need
+    more than one therapist.
+    """
+    return max(2, scenario.with_settings(clients=clients).therapists)

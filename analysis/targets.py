@@ -19,7 +19,7 @@ import pandas as pd
 from analysis import estimators as est
 from sim import parameters
 from sim.parameters import ParameterError
-from sim.tomlfile import read_toml
+from sim.userfiles import read_toml
 
 TARGETS_FILE = Path(__file__).with_name("targets.toml")
 SETS = ("calibration", "validation")

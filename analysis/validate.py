@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.estimators import mean_ci
-from analysis.facts import simulate_facts
+from analysis.facts import cohort_therapists, simulate_facts
 from analysis.targets import TARGETS_FILE, Target, load_targets
 from sim import parameters
 from sim.run import package_version
@@ -31,7 +31,6 @@ from sim.scenario import load_scenario
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 COLUMNS = ["fact", "set", "published", "band_low", "band_high", "simulated", "ci_low", "ci_high", "status"]
-CASELOAD = 20  # clients per therapist, as in the baseline scenario (500 clients, 25 therapists)
 # The size `make validate` runs (the command's defaults); tests/test_validate.py checks the shipped
 # calibration at this size, so a change here changes what that test holds the calibration to.
 DEFAULT_REPLICATES = 20
@@ -87,11 +86,6 @@ CAVEATS: dict[str, str] = {
 }
 
 
-def default_therapists(clients: int) -> int:
-    """Therapists for caseloads of about :data:`CASELOAD` (at least two, for the ICC)."""
-    return max(2, round(clients / CASELOAD))
-
-
 def validation_table(
     targets: Sequence[Target],
     scenario: str = "baseline",
@@ -107,7 +101,7 @@ def validation_table(
         scenario: scenario name or path.
         replicates: replicates 0..R-1 of ``seed``.
         clients: clients per replicate.
-        therapists: therapists per replicate; None gives caseloads of about 20.
+        therapists: therapists per replicate; None keeps the scenario's caseload.
         seed: the seed; None uses the scenario's.
 
     Returns:
@@ -115,7 +109,7 @@ def validation_table(
     """
     sc = load_scenario(scenario)
     seed = sc.seed if seed is None else seed
-    therapists = default_therapists(clients) if therapists is None else therapists
+    therapists = cohort_therapists(sc, clients) if therapists is None else therapists
     values = simulate_facts(targets, [sc.params], clients, therapists, seed, replicates)[:, 0, :]
     ci = mean_ci(values, axis=0)
     rows = []
@@ -265,8 +259,8 @@ def run(
 
     t0 = time.perf_counter()
     targets = load_targets(targets_file)
-    therapists = default_therapists(clients) if therapists is None else therapists
     sc = load_scenario(scenario)
+    therapists = cohort_therapists(sc, clients) if therapists is None else therapists
     seed = sc.seed if seed is None else seed
     table, values = validation_table(targets, scenario, replicates, clients, therapists, seed)
     runtime = time.perf_counter() - t0

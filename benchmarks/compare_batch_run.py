@@ -45,8 +45,6 @@ SWEPT = (
 )
 """The parameters the sweep varies, each uniformly over its registry bounds."""
 
-CLIENTS_PER_THERAPIST = 20  # as in the baseline scenario
-
 
 def sweep(n_sets: int, seed: int = 1) -> list[dict[str, Any]]:
     """``n_sets`` complete parameter sets: baseline, with :data:`SWEPT` drawn from registry bounds."""
@@ -68,8 +66,7 @@ def sweep_spec(N: int = 256, n_clients: int = 2000, seed: int = 1):
         "method": "sobol",
         "scenario": "baseline",
         "N": N,
-        "clients": n_clients,
-        "therapists": max(1, n_clients // CLIENTS_PER_THERAPIST),
+        "clients": n_clients,  # therapists follow at the baseline's caseload (20)
         "seed": seed,
         "chunk_size": 16,
         "outputs": ["dropout_rate", "mean_sessions"],
@@ -120,15 +117,13 @@ def _ready() -> int:
     return 0
 
 
-def time_engine(
-    sets: list[dict], n_clients: int, n_therapists: int, seed: int, processes: int, warm: bool, repeats: int = 1
-):
-    """Wall time and metrics of the sweep through the engine on ``processes`` spawned processes.
+def time_engine(sets: list[dict], n_clients: int, n_therapists: int, seed: int, processes: int, repeats: int = 1):
+    """Wall time and metrics of the sweep through the engine on a warm pool of ``processes``.
 
-    With ``warm``, the pool is started and every worker has imported the engine and loaded its
-    kernel before the clock starts (a sweep's runner starts its pool once), and the sweep is timed
+    The pool is started and every worker has imported the engine and loaded its kernel before the
+    clock starts (what a long sweep's pool costs per chunk once it runs), and the sweep is timed
     ``repeats`` times on that pool; the median is returned (the times are short, so one moment of
-    load on a shared machine would otherwise weigh heavily). Otherwise starting the pool is timed too.
+    load on a shared machine would otherwise weigh heavily).
 
     Returns:
         The wall time in seconds, the metrics of every set (lists in set order), and all timings.
@@ -136,17 +131,12 @@ def time_engine(
     chunks = [list(c) for c in np.array_split(np.array(sets, dtype=object), processes) if len(c)]
     context = multiprocessing.get_context("spawn")
     timings = []
-    start = time.perf_counter()
-    with ProcessPoolExecutor(
-        max_workers=processes, mp_context=context, initializer=_warm_worker if warm else None
-    ) as pool:
-        if warm:
-            # Each submission while no worker is idle starts another worker: all start and warm up.
-            for f in [pool.submit(_ready) for _ in range(processes)]:
-                f.result()
-        for _ in range(repeats if warm else 1):
-            if warm:
-                start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_warm_worker) as pool:
+        # Each submission while no worker is idle starts another worker: all start and warm up.
+        for f in [pool.submit(_ready) for _ in range(processes)]:
+            f.result()
+        for _ in range(repeats):
+            start = time.perf_counter()
             futures = [pool.submit(_engine_chunk, chunk, n_clients, n_therapists, seed) for chunk in chunks]
             parts = [f.result() for f in futures]
             timings.append(time.perf_counter() - start)
@@ -195,7 +185,7 @@ def compare(N: int = 256, n_clients: int = 2000, processes: int = 2, seed: int =
     run_batch(sets[:1], 10, 1, seed)  # compile the numba kernel into its disk cache, outside the timing
 
     runner_s, runner = time_runner(spec, processes)
-    engine_s, engine, engine_timings = time_engine(sets, n_clients, n_therapists, seed, processes, True, repeats)
+    engine_s, engine, engine_timings = time_engine(sets, n_clients, n_therapists, seed, processes, repeats)
     mesa_s, rows = time_batch_run(sets, n_clients, n_therapists, seed, processes)
 
     sessions = float(np.sum(engine["mean_sessions"]) * n_clients)

@@ -38,7 +38,7 @@ from sim import parameters
 from sim.outcomes import METRICS
 from sim.parameters import ParameterError
 from sim.scenario import Scenario, ScenarioError, load_scenario
-from sim.tomlfile import read_toml
+from sim.userfiles import read_toml
 
 SPEC_DIR = Path(__file__).resolve().parent
 METHODS = ("sobol", "morris", "fast", "rbd_fast", "delta", "grid", "oat")

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from experiments.spec import ExperimentSpec, run_part
+from sim.userfiles import output_dir
 
 MANIFEST = "manifest.json"
 SAMPLE = "sample.parquet"
@@ -154,8 +155,7 @@ def open_store(out: Path, spec: ExperimentSpec, sample: pd.DataFrame, extra: dic
             manifest, is a file, or cannot be created.
     """
     digest = spec.digest()
-    if out.exists() and not out.is_dir():
-        raise StoreError(f"--out {out} is a file, not a directory: give a new or empty directory for the results.")
+    output_dir(out, StoreError)
     if (out / MANIFEST).exists():
         manifest = _checked_manifest(out)
         if manifest["spec_hash"] != digest:
@@ -188,13 +188,7 @@ def open_store(out: Path, spec: ExperimentSpec, sample: pd.DataFrame, extra: dic
             f"{out} is not empty and has no {MANIFEST}, so it is not an experiment's results directory. "
             "Give a new or empty --out directory."
         )
-    try:
-        (out / CHUNKS).mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a parent that is a file, no permission, a read-only file system
-        raise StoreError(
-            f"cannot create the results directory {out} ({err.strerror}): give an --out directory that can be "
-            "created and written."
-        ) from None
+    output_dir(out / CHUNKS, StoreError)
     write_parquet(sample, out / SAMPLE)
     manifest = {
         "name": spec.name,

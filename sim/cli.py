@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from analysis.vignette import PICKS, VignetteError
-from sim import parameters
+from sim import parameters, userfiles
 from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
 from sim.scenario import ScenarioError, list_scenarios, load_scenario
@@ -72,14 +72,7 @@ def write_run(result, out: Path) -> list[Path]:
 
 def output_dir(out: str | Path, flag: str = "--out") -> Path:
     """Create the output directory, or refuse it before any simulation runs (nothing computed is lost)."""
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"{flag} {out}: a file of that name exists; give a directory.") from None
-    except OSError as err:
-        raise OutputError(f"{flag} {out}: cannot create the directory ({err.strerror or err}).") from None
-    return out
+    return userfiles.output_dir(out, OutputError, flag)
 
 
 def cmd_run(args) -> int:

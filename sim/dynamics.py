@@ -185,7 +185,8 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
         start, wat = p.planned_break_start[k], p.weak_alliance_threshold[k]
         w_a, w_c = p.alliance_improvement_weight[k], p.competence_improvement_weight[k]
         w_h, w_e = p.hope_improvement_weight[k], p.engagement_dose_weight[k]
-        share = p.rupture_agreement_share[k]
+        share, decay = p.rupture_agreement_share[k], p.break_reaction_decay[k]
+        flag_from, good_run, early_weeks = p.not_on_track_from_session[k], p.good_enough_run[k], p.early_phase_weeks[k]
         w_sum, wat_eps = w_a + w_c + w_h + 1e-12, wat + 1e-12
         break_end, bonus = start + p.planned_break_weeks[k], 1.0 + p.repair_bonus[k]
         for i in range(n_clients):
@@ -254,7 +255,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                     repairs += 1
                     ev |= REPAIR
                 if attended:
-                    abandonment *= p.break_reaction_decay[k]  # the reaction fades over the sessions after a break
+                    abandonment *= decay  # the reaction fades over the sessions after a break
 
                 # The bond grows toward its target only while no rupture is unrepaired, and not at the
                 # session spent on a repair (the repair itself is that session's gain); goals and tasks
@@ -313,7 +314,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                     # flagging threshold since intake. Every client is classified; only
                     # feedback-using therapists act on it (at the next session).
                     lagging = score - d.intake[k, i] >= p.not_on_track_worsening[k]
-                    off_track = attended_n >= p.not_on_track_from_session[k] and lagging
+                    off_track = attended_n >= flag_from and lagging
                     ever_off_track |= off_track
                     missed_run = 0
                     below_run = below_run + 1 if score < CASENESS else 0
@@ -329,7 +330,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                     ev |= COMPLETED
                 elif (
                     attended
-                    and below_run >= p.good_enough_run[k]
+                    and below_run >= good_run
                     and attended_n >= p.good_enough_min_sessions[k]
                     and r.ending[t, i] < p.good_enough_rate[k]
                 ):
@@ -341,7 +342,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                         p.dropout_rupture[k] * pending,
                         p.dropout_engagement[k] * (0.5 - engagement),
                         barriers_risk,
-                        p.dropout_early[k] * (w <= p.early_phase_weeks[k]),
+                        p.dropout_early[k] * (w <= early_weeks),
                         p.dropout_missed[k] * missed_run,
                         p.dropout_improved[k] * (phq9 < CASENESS),
                     )

@@ -30,7 +30,7 @@ from typing import Any
 
 from sim import parameters
 from sim.parameters import GROUPS, REGISTRY, ParameterError
-from sim.tomlfile import read_toml
+from sim.userfiles import read_toml
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
 TEXT_KEYS = ("name", "description", "teaching_note")
