@@ -2,7 +2,8 @@
 
 - ``sensitivity DIR``: re-make indices.csv and figures from a sweep's stored outputs;
 - ``validate``: every published fact against the baseline (``make validate``);
-- ``calibrate``: fit the free parameters to the calibration facts (``make calibrate``).
+- ``calibrate``: fit the free parameters to the calibration facts (``make calibrate``);
+- ``expected-recovery``: refit routine outcome monitoring's expected-recovery curve (``make calibrate``).
 
 Exit status: 0 when the command ran (for ``validate`` whatever the table says, it is a report); 1
 only under ``validate --strict``, when a calibration fact misses its band; 2 for a usage mistake (a
@@ -154,6 +155,26 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _add_expected(sub) -> None:
+    e = sub.add_parser(
+        "expected-recovery",
+        help="refit the expected-recovery curve of routine outcome monitoring: sim/expected_recovery.toml",
+        description="Fit the expected-recovery curve to the baseline's trajectories without feedback.",
+        epilog=EXIT_STATUS,
+    )
+    e.add_argument("--clients", type=at_least_two, default=20_000, help="clients of the reference sample (default 20000)")
+    e.add_argument("--seed", type=seed_int, default=1, help="seed (default 1)")
+    e.add_argument("--toml", type=Path, default=None, help="where the curve goes (default sim/expected_recovery.toml)")
+
+
+def _expected(args) -> int:
+    from analysis.expected_recovery import run
+    from sim.expected import CURVE_FILE
+
+    run(clients=args.clients, seed=args.seed, path=_file(args.toml or CURVE_FILE, "--toml"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (1: a calibration miss under --strict, 2: a usage mistake)."""
     p = argparse.ArgumentParser(
@@ -164,9 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     sens.add_argument("dir", type=Path, help="the --out directory of `python -m experiments run`")
     _add_validate(sub)
     _add_calibrate(sub)
+    _add_expected(sub)
     args = p.parse_args(argv)
     keep_freed_memory()
-    commands = {"sensitivity": _sensitivity, "validate": _validate, "calibrate": _calibrate}
+    commands = {
+        "sensitivity": _sensitivity,
+        "validate": _validate,
+        "calibrate": _calibrate,
+        "expected-recovery": _expected,
+    }
     try:
         return commands[args.command](args)
     except USER_ERRORS as err:

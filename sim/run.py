@@ -44,10 +44,13 @@ def client_outcomes(cohort: Cohort) -> dict[str, np.ndarray]:
         "final_phq9": final["final_phq9"],
         "followup_phq9": final["followup_phq9"],
         "relapse": final["relapse"],
+        "relapse_week": final["relapse_week"],
+        "caseness_week": final["caseness_week"],
         "sessions_attended": attended,
         "end_type": s.end_type,
         "end_session": s.end_week,
         "dropout_cause": s.dropout_cause,
+        "reason_shares": s.reason_shares,
         "early_alliance": early,
         "mean_alliance": mean_alliance,
         "early_goal_agreement": early_goal,
@@ -56,6 +59,11 @@ def client_outcomes(cohort: Cohort) -> dict[str, np.ndarray]:
         "perceived_empathy": d.perceived_empathy,
         "cultural_match": d.cultural_match,
         "not_on_track": s.ever_off_track,
+        "early_change": d.intake - s.early_phq9,
+        "sudden_gains": s.gains,
+        "gain_reversals": s.reversals,
+        "responsiveness": d.responsiveness,
+        "therapist_retention": d.retention,
     }
 
 
