@@ -342,11 +342,11 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                     reversals += 1
                     ev |= GAIN_REVERSED
                 severity = min(max(severity + change + p.symptom_noise_sd[k] * r.drift[t, i], 0.0), 27.0)
-                # A sudden gain: change at once, likelier when the client discloses, hopes, responds,
-                # and after a repaired rupture; the alliance strengthens after it.
+                # A sudden gain: change at once, likelier when the client discloses and hopes, and
+                # after a repaired rupture; the alliance strengthens after it.
                 if attended:
                     turning = 1.0 + p.sudden_gain_trigger[k] * repaired
-                    p_gain = p.sudden_gain_rate[k] * disclosure * hope * max(responsiveness, 0.0) * turning
+                    p_gain = p.sudden_gain_rate[k] * disclosure * hope * turning
                     if r.gain[t, i] < p_gain:
                         gained = p.sudden_gain_size[k] * severity
                         severity -= gained

@@ -1,7 +1,8 @@
 """After the course: the end-of-course assessment and a follow-up in which life goes on.
 
 The follow-up runs week by week, as the course does, without sessions: true severity remits slowly
-(``natural_recovery_rate``), drifts, and jumps at life events; a client who ended below caseness
+(``natural_recovery_rate``), drifts, and jumps at life events, which the support built in therapy
+buffers as social support does during the course; a client who ended below caseness
 may relapse. The relapse hazard is highest at the end of therapy and falls over the following
 months, and is higher with residual symptoms and lower with the support built in therapy (Ali et al.
 2017, Behav. Res. Ther. 94, 1-8, doi:10.1016/j.brat.2017.04.006: 53% relapse within a year after
@@ -85,7 +86,7 @@ def follow_up(p, d, s, clients, streams) -> dict[str, np.ndarray]:
         per_set("relapse_residual"),
         per_set("relapse_support_buffer"),
         per_set("relapse_size"),
-        np.ascontiguousarray(np.broadcast_to(d.shock, (n_sets, n)), dtype=float),
+        np.ascontiguousarray(p["life_event_size"] * (1.0 - p["support_buffer"] * built)),
         np.ascontiguousarray(built, dtype=float),
         final.astype(float),
         drift,
