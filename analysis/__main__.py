@@ -162,7 +162,9 @@ def _add_expected(sub) -> None:
         description="Fit the expected-recovery curve to the baseline's trajectories without feedback.",
         epilog=EXIT_STATUS,
     )
-    e.add_argument("--clients", type=at_least_two, default=20_000, help="clients of the reference sample (default 20000)")
+    e.add_argument(
+        "--clients", type=at_least_two, default=20_000, help="clients of the reference sample (default 20000)"
+    )
     e.add_argument("--seed", type=seed_int, default=1, help="seed (default 1)")
     e.add_argument("--toml", type=Path, default=None, help="where the curve goes (default sim/expected_recovery.toml)")
 

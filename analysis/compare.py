@@ -14,9 +14,11 @@ import pandas as pd
 from analysis.estimators import kaplan_meier, mean_ci
 from sim.dynamics import DROPOUT_CAUSES
 from sim.outcomes import METRICS
+from sim.reasons import CATEGORIES
 
 CAUSES = DROPOUT_CAUSES[1:]
 CAUSE_PREFIX = "dropout_cause:"
+CATEGORY_PREFIX = "dropout_category:"
 TABLE_COLUMNS = ["metric", "scenario", "mean", "ci_low", "ci_high"]
 OUTCOME_BARS = ("recovery_rate", "reliable_improvement_rate", "reliable_deterioration_rate")
 
@@ -36,18 +38,23 @@ def _interval(values, low: float = -np.inf, high: float = np.inf) -> dict[str, f
     return {"mean": ci.mean, "ci_low": max(ci.low, low), "ci_high": min(ci.high, high)}
 
 
-def cause_shares(clients: pd.DataFrame) -> pd.DataFrame:
-    """Share of all clients who dropped out with each dominant cause, per scenario and replicate.
+def cause_shares(clients: pd.DataFrame, column: str = "dropout_cause", values=CAUSES) -> pd.DataFrame:
+    """Share of all clients who dropped out with each main reason, per scenario and replicate.
+
+    Args:
+        clients: the stacked clients table.
+        column: ``dropout_cause`` (the main reason) or ``dropout_category`` (its category).
+        values: the reasons (:data:`CAUSES`) or the categories (:data:`sim.reasons.CATEGORIES`).
 
     Returns:
-        One row per scenario and replicate, one column per cause of :data:`CAUSES` (0-1).
+        One row per scenario and replicate, one column per value (0-1).
     """
     keys = ["scenario", "replicate"]
     size = clients.groupby(keys, observed=True).size()
     dropped = clients[clients["end_type"] == "dropout"]
-    counts = dropped.groupby([*keys, "dropout_cause"], observed=True).size()
-    counts = counts.unstack("dropout_cause") if len(counts) else pd.DataFrame(index=size.index)
-    counts = counts.reindex(index=size.index, columns=list(CAUSES)).fillna(0)
+    counts = dropped.groupby([*keys, column], observed=True).size()
+    counts = counts.unstack(column) if len(counts) else pd.DataFrame(index=size.index)
+    counts = counts.reindex(index=size.index, columns=list(values)).fillna(0)
     return counts.div(size, axis=0)
 
 
@@ -60,7 +67,8 @@ def summary_table(metrics: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         Columns ``metric, scenario, mean, ci_low, ci_high``; metrics in :data:`METRICS` order, then
-        ``dropout_cause:<cause>`` rows (share of all clients).
+        ``dropout_cause:<reason>`` and ``dropout_category:<category>`` rows (share of all clients
+        who dropped out with that main reason, or a main reason of that category).
     """
     rows = []
     names = _scenarios(metrics)
@@ -68,11 +76,15 @@ def summary_table(metrics: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
         for name in names:
             values = metrics.loc[metrics["scenario"] == name, m.name]
             rows.append({"metric": m.name, "scenario": name, **_interval(values, m.low, m.high)})
-    shares = cause_shares(clients)
-    for cause in CAUSES:
-        for name in names:
-            share = _interval(shares.loc[name, cause], 0.0, 1.0)
-            rows.append({"metric": CAUSE_PREFIX + cause, "scenario": name, **share})
+    for prefix, column, values in (
+        (CAUSE_PREFIX, "dropout_cause", CAUSES),
+        (CATEGORY_PREFIX, "dropout_category", CATEGORIES),
+    ):
+        shares = cause_shares(clients, column, values)
+        for value in values:
+            for name in names:
+                share = _interval(shares.loc[name, value], 0.0, 1.0)
+                rows.append({"metric": prefix + value, "scenario": name, **share})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
@@ -155,6 +167,12 @@ def alliance_curves(sessions: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _reason_label(metric: str) -> str:
+    if metric.startswith(CATEGORY_PREFIX):
+        return "dropout, " + metric.removeprefix(CATEGORY_PREFIX)
+    return "dropout: " + metric.removeprefix(CAUSE_PREFIX).replace("_", " ")
+
+
 def format_table(table: pd.DataFrame, differences: pd.DataFrame | None = None, replicates: int | None = None) -> str:
     """The comparison as text: one line per metric, each scenario's mean [95% CI over replicates].
 
@@ -167,7 +185,7 @@ def format_table(table: pd.DataFrame, differences: pd.DataFrame | None = None, r
 
     def cell(row) -> str:
         metric, mean, low, high = row["metric"], row["mean"], row["ci_low"], row["ci_high"]
-        share = metric.startswith(CAUSE_PREFIX) or "share" in labels.get(metric, ("", ""))[1]
+        share = metric.startswith((CAUSE_PREFIX, CATEGORY_PREFIX)) or "share" in labels.get(metric, ("", ""))[1]
         if share:
             fmt = lambda v: f"{100 * v:.1f}%"  # noqa: E731
         else:
@@ -182,10 +200,7 @@ def format_table(table: pd.DataFrame, differences: pd.DataFrame | None = None, r
         text = frame.assign(cell=frame.apply(cell, axis=1))
         wide = text.pivot(index="metric", columns="scenario", values="cell").reindex(frame["metric"].unique())
         wide = wide[names]
-        metric_labels = [
-            labels[m][0] if m in labels else "dropout: " + m.removeprefix(CAUSE_PREFIX).replace("_", " ")
-            for m in wide.index
-        ]
+        metric_labels = [labels[m][0] if m in labels else _reason_label(m) for m in wide.index]
         width = max(len(x) for x in metric_labels) + 2
         cols = [max(len(n), *(len(v) for v in wide[n])) + 2 for n in names]
         lines = [heading, " " * width + "".join(n.rjust(w) for n, w in zip(names, cols, strict=True))]
@@ -194,7 +209,8 @@ def format_table(table: pd.DataFrame, differences: pd.DataFrame | None = None, r
         return lines
 
     never = table.groupby("metric", sort=False)["mean"].apply(lambda m: bool((m == 0).all()))
-    table = table[~(table["metric"].str.startswith(CAUSE_PREFIX) & table["metric"].map(never))]  # causes never seen
+    reasons = table["metric"].str.startswith((CAUSE_PREFIX, CATEGORY_PREFIX))
+    table = table[~(reasons & table["metric"].map(never))]  # reasons never seen
     over = f" over {replicates} replicates" if replicates else ""
     lines = block(table, f"mean [95% CI{over}]")
     if differences is not None and len(differences):

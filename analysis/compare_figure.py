@@ -11,13 +11,14 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from analysis.compare import CAUSE_PREFIX, CAUSES, OUTCOME_BARS, alliance_curves, retention_curves
+from sim.reasons import REASON_COLOURS
 
 OUTCOME_LABELS = {
     "recovery_rate": "recovery",
     "reliable_improvement_rate": "reliable\nimprovement",
     "reliable_deterioration_rate": "reliable\ndeterioration",
 }
-CAUSE_COLORS = dict(zip(CAUSES[:-1], plt.get_cmap("tab10").colors[3:], strict=True)) | {"background": "#d9d9d9"}
+CAUSE_COLORS = REASON_COLOURS
 
 
 def _names(table: pd.DataFrame) -> list[str]:
@@ -84,7 +85,7 @@ def _cause_panel(ax, table: pd.DataFrame, names: list[str]) -> None:
         names, 100 * total["mean"], yerr=err, fmt="none", ecolor="black", capsize=4, label="all dropout, 95% CI"
     )
     ax.set_xticks(range(len(names)), [_wrapped(name) for name in names])
-    ax.set(ylabel="dropped out (% of all clients)", title="Dropout by dominant cause (mean over replicates)")
+    ax.set(ylabel="dropped out (% of all clients)", title="Dropout by main reason (mean over replicates)")
     ax.set_ylim(0, 1.45 * max(bottom.max(), 1.0))
     ax.legend(frameon=False, fontsize="small", ncols=2, loc="upper left")
 

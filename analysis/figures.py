@@ -1,4 +1,4 @@
-"""Figures of one run: retention, alliance and severity by session, and dropout causes."""
+"""Figures of one run: retention, alliance and severity by session, and why clients left."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+
+from sim.reasons import CATEGORIES, REASON_COLOURS, REASONS
 
 # Figures under docs/ are committed: the same figure must give the same bytes, or every regeneration
 # shows a diff of the whole file. SVG otherwise carries the time of saving (dc:date) and ids hashed
@@ -35,7 +37,7 @@ def retention_by_session(clients: pd.DataFrame, weeks: int) -> pd.Series:
 
 
 def summary_figure(clients: pd.DataFrame, sessions: pd.DataFrame, title: str = ""):
-    """Four panels: retention, mean alliance, mean PHQ-9 by session, dropout causes."""
+    """Four panels: retention, mean alliance, mean PHQ-9 by session, the main reasons for leaving."""
     weeks = int(sessions["session"].max()) if len(sessions) else 1
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
     ax = axes[0, 0]
@@ -56,11 +58,17 @@ def summary_figure(clients: pd.DataFrame, sessions: pd.DataFrame, title: str = "
     ax.legend(frameon=False)
 
     ax = axes[1, 1]
-    causes = clients.loc[clients["end_type"] == "dropout", "dropout_cause"].value_counts()
-    share = 100 * causes / max(len(clients), 1)
-    ax.barh(share.index.str.replace("_", " "), share.to_numpy(), color="C3")
+    dropped = clients[clients["end_type"] == "dropout"]
+    causes = dropped["dropout_cause"].value_counts().reindex(REASONS).dropna()
+    share = 100 * causes / max(len(dropped), 1)
+    ax.barh(share.index.str.replace("_", " "), share.to_numpy(), color=[REASON_COLOURS[r] for r in share.index])
     ax.invert_yaxis()
-    ax.set(xlabel="share of all clients (%)", title="Dropout by dominant cause")
+    categories = dropped["dropout_category"].value_counts(normalize=True)
+    mix = ", ".join(f"{c} {100 * categories.get(c, 0.0):.0f}%" for c in CATEGORIES)
+    ax.set(
+        xlabel=f"share of the {len(dropped)} dropouts (%)",
+        title=f"Main reason for leaving\n{mix}",
+    )
     if title:
         fig.suptitle(title)
     return fig

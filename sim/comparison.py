@@ -20,7 +20,7 @@ from sim.outcomes import cohort_metrics
 from sim.run import client_outcomes
 from sim.scenario import Scenario, ScenarioError, load_scenario
 
-CLIENT_COLUMNS = ["client_id", "end_type", "end_session", "dropout_cause", "sessions_attended"]
+CLIENT_COLUMNS = ["client_id", "end_type", "end_session", "dropout_cause", "dropout_category", "sessions_attended"]
 SESSION_COLUMNS = ["client_id", "session", "attended", "alliance"]
 
 

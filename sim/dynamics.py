@@ -120,6 +120,7 @@ class WeekParams(NamedTuple):
     dropout_engagement: np.ndarray
     dropout_barriers: np.ndarray
     dropout_missed: np.ndarray
+    dropout_breaks: np.ndarray
     dropout_improved: np.ndarray
     early_risk_amplifier: np.ndarray
     early_phase_sessions: np.ndarray
@@ -216,7 +217,11 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                 continue
             # The dyad's constants and state, loaded once.
             anxiety, strain, rupture_scale = d.anxiety[k, i], d.strain[k, i], d.rupture_scale[k, i]
-            uses_feedback, cancel_risk, barrier_attend = d.uses_feedback[k, i], d.cancel_risk[k, i], d.barrier_attend[k, i]
+            uses_feedback, cancel_risk, barrier_attend = (
+                d.uses_feedback[k, i],
+                d.cancel_risk[k, i],
+                d.barrier_attend[k, i],
+            )
             break_base = p.anxious_break_sensitivity[k] * rupture_scale * anxiety
             fixed_dose = w_c * d.competence[k, i] + w_p * d.perceived_empathy[k, i]  # what the therapist brings
             intake, expectancy, hold = d.intake[k, i], d.expectancy[k, i], d.hold[k, i]
@@ -234,7 +239,12 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
             early_alliance, early_goal, alliance_sum = s.early_alliance[k, i], s.early_goal[k, i], s.alliance_sum[k, i]
             early_phq9 = s.early_phq9[k, i]
             gain_pending, gains, reversals = s.gain_pending[k, i], s.gains[k, i], s.reversals[k, i]
-            c0, c1, c2, c3 = s.miss_credit[k, i, 0], s.miss_credit[k, i, 1], s.miss_credit[k, i, 2], s.miss_credit[k, i, 3]
+            c0, c1, c2, c3 = (
+                s.miss_credit[k, i, 0],
+                s.miss_credit[k, i, 1],
+                s.miss_credit[k, i, 2],
+                s.miss_credit[k, i, 3],
+            )
             ev, cause = 0, 0
             for w in range(first, last + 1):
                 if not active:
@@ -411,11 +421,16 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                     terms[3] = barriers_risk * scale
                     terms[4] = p.dropout_missed[k] * missed_run * scale
                     terms[5] = p.dropout_improved[k] * felt * scale
+                    terms[6] = (
+                        p.dropout_breaks[k] * abandonment * (1.0 + p.anxious_break_sensitivity[k] * anxiety) * scale
+                    )
                     logit = p.dropout_base[k] + terms.sum()
                     if r.dropout_logit[t, i] < logit:
                         end = 3
                         ev |= DROPOUT
-                        dropout_cause = _attribute(p.dropout_base[k], terms, term_shares, c0, c1, c2, c3, s.reason_shares[k, i])
+                        dropout_cause = _attribute(
+                            p.dropout_base[k], terms, term_shares, c0, c1, c2, c3, s.reason_shares[k, i]
+                        )
                 if end:
                     end_type, end_week, active = end, w, False
 
@@ -432,7 +447,12 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
             s.early_alliance[k, i], s.early_goal[k, i], s.alliance_sum[k, i] = early_alliance, early_goal, alliance_sum
             s.early_phq9[k, i] = early_phq9
             s.gain_pending[k, i], s.gains[k, i], s.reversals[k, i] = gain_pending, gains, reversals
-            s.miss_credit[k, i, 0], s.miss_credit[k, i, 1], s.miss_credit[k, i, 2], s.miss_credit[k, i, 3] = c0, c1, c2, c3
+            s.miss_credit[k, i, 0], s.miss_credit[k, i, 1], s.miss_credit[k, i, 2], s.miss_credit[k, i, 3] = (
+                c0,
+                c1,
+                c2,
+                c3,
+            )
             events[k, i] = ev
             rupture_cause[k, i] = cause
 

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.dynamics import CASENESS, RELIABLE_CHANGE
+from sim.reasons import CATEGORY_OF, REASONS
 
 FINISHED_SESSIONS = 2
 SUDDEN_GAIN_POINTS = 6
+# Dropout causes (codes into sim.dynamics.DROPOUT_CAUSES) whose category is the relationship.
+RELATIONSHIP_CAUSES = [1 + j for j, r in enumerate(REASONS) if CATEGORY_OF[r] == "dissatisfaction"]
 
 
 def reliable_change_index(x1, x2, sd_pre: float, reliability: float):
@@ -81,13 +84,7 @@ def sudden_gains(intake: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np
         critical = _T_CRITICAL[np.clip(df, 0, len(_T_CRITICAL) - 1)]
         before, after = pre[2], post[0]
         gain = before - after
-        hit = (
-            (gain >= SUDDEN_GAIN_POINTS)
-            & (gain >= 0.25 * before)
-            & (n_pre >= 2)
-            & (n_post >= 2)
-            & (t > critical)
-        )
+        hit = (gain >= SUDDEN_GAIN_POINTS) & (gain >= 0.25 * before) & (n_pre >= 2) & (n_post >= 2) & (t > critical)
     has_gain = hit.any(axis=1)
     first = np.argmax(hit, axis=1)
     rows = np.arange(n)
@@ -127,6 +124,8 @@ METRICS = (
     Metric("mean_change", "PHQ-9 change, intake minus final", "PHQ-9 points", low=-27.0, high=27.0),
     Metric("ruptures_per_client", "ruptures per client", "ruptures", low=0.0),
     Metric("repair_share", "share of ruptures repaired", "share", **SHARE),
+    Metric("alliance_dropout_d", "d of early alliance, completers minus dropouts", "Cohen's d"),
+    Metric("relationship_share", "dropouts leaving mainly for relationship reasons", "share of dropouts", **SHARE),
 )
 
 
@@ -146,6 +145,16 @@ def masked_corr(x, y, mask):
         return (dx * dy).sum(axis=-1) / np.sqrt((dx * dx).sum(axis=-1) * (dy * dy).sum(axis=-1))
 
 
+def masked_cohens_d(x, group, mask):
+    """Cohen's d (pooled SD) of ``x``, ``group`` minus the rest, over ``mask`` along the last axis."""
+    a, b = mask & group, mask & ~group
+    n_a, n_b = a.sum(axis=-1), b.sum(axis=-1)
+    m_a, m_b = masked_mean(x, a), masked_mean(x, b)
+    ss = np.where(a, x - m_a[..., None], 0.0) ** 2 + np.where(b, x - m_b[..., None], 0.0) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (m_a - m_b) / np.sqrt(ss.sum(axis=-1) / (n_a + n_b - 2))
+
+
 def cohort_metrics(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Cohort metrics (see :data:`METRICS`), each shape (n_sets,), from per-client outcomes.
 
@@ -157,6 +166,7 @@ def cohort_metrics(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     seen = c["sessions_attended"] > 0
     change = c["intake_phq9"] - c["final_phq9"]
     ruptures = c["ruptures"].astype(float)
+    dropped = c["end_type"] == 3
     with np.errstate(invalid="ignore", divide="ignore"):
         repair_share = c["repairs"].sum(axis=-1) / ruptures.sum(axis=-1)
     return {
@@ -170,4 +180,6 @@ def cohort_metrics(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "mean_change": change.mean(axis=-1),
         "ruptures_per_client": ruptures.mean(axis=-1),
         "repair_share": repair_share,
+        "alliance_dropout_d": masked_cohens_d(np.nan_to_num(c["early_alliance"]), ~dropped, seen),
+        "relationship_share": masked_mean(np.isin(c["dropout_cause"], RELATIONSHIP_CAUSES), dropped),
     }

@@ -124,7 +124,9 @@ _PHQ9 = "Kroenke, Spitzer & Williams (2001), J. Gen. Intern. Med. 16(9), 606-613
 _IAPT = "NHS Talking Therapies Manual (2023), v6"
 _THERAPIST_DROPOUT = "Saxon, Barkham, Foster & Parry (2017), Clin. Psychol. Psychother. 24(3), 575-588"
 _EARLY = "Gibbons et al. (2019), J. Consult. Clin. Psychol. 87(8), 745-755; Simon, Imel, Ludman & Steinfeld (2012), Psychiatr. Serv. 63(7), 705-707"
-_RESPONSE = "Beard & Delgadillo (2019), Depress. Anxiety 36(9), 866-878; Lutz et al. (2017), J. Med. Internet Res. 19(6), e206"
+_RESPONSE = (
+    "Beard & Delgadillo (2019), Depress. Anxiety 36(9), 866-878; Lutz et al. (2017), J. Med. Internet Res. 19(6), e206"
+)
 _GAINS = "Tang & DeRubeis (1999), J. Consult. Clin. Psychol. 67(6), 894-904; Shalom & Aderka (2020), Clin. Psychol. Rev. 76, 101827"
 _RELAPSE = "Ali et al. (2017), Behav. Res. Ther. 94, 1-8"
 _WAI = "Hatcher & Gillaspy (2006), Psychother. Res. 16(1), 12-25"
@@ -169,7 +171,7 @@ _DECLARED: tuple[Param, ...] = (
     _p("readiness_sd", 0.2, 0, 0.5, _S01, _C, "spread of readiness", _ASSUME),
     _p("barriers_mean", 0.25, 0, 1, _S01, _C, "location of practical barriers (travel, cost, childcare)", _DROPOUT),
     _p("barriers_sd", 0.2, 0, 0.5, _S01, _C, "spread of practical barriers", _DROPOUT),
-    _p("responsiveness_sd", 0.7, 0, 1.5, "ratio", _C, "spread of responsiveness: a client's rate of response to therapy relative to the average (mean 1, below 0: worsens)", _RESPONSE),
+    _p("responsiveness_sd", 0.6, 0, 1.5, "ratio", _C, "spread of responsiveness: a client's rate of response to therapy relative to the average (mean 1, below 0: worsens)", _RESPONSE),
     _p("support_mean", 0.5, 0, 1, _S01, _C, "location of social support", _ASSUME),
     _p("support_sd", 0.2, 0, 0.5, _S01, _C, "spread of social support", _ASSUME),
     # ── mechanisms: bond, goals and tasks, disclosure ─────────────────────────────────────────
@@ -200,7 +202,7 @@ _DECLARED: tuple[Param, ...] = (
     _p("not_on_track_from_session", 3, 1, 10, "sessions", _M, "attended sessions before a client can be flagged not on track", "Lambert (2013), Bergin & Garfield's Handbook", kind="int"),
     _p("feedback_goal_boost", 0.3, 0, 1, _S01, _M, "share of the goal-agreement gap closed when feedback flags a client", _FEEDBACK),
     _p("feedback_repair_boost", 0.3, 0, 1, "probability", _M, "repair probability added when feedback flags a client", _FEEDBACK),
-    _p("feedback_adaptation", 0.5, 0, 1, _S01, _M, "share of harmful sessions and negative response removed once feedback flags a client", _FEEDBACK),
+    _p("feedback_adaptation", 0.3, 0, 1, _S01, _M, "share of harmful sessions and negative response removed once feedback flags a client", _FEEDBACK),
     _p("feedback_engagement_boost", 0.3, 0, 1, _S01, _M, "share of the engagement gap closed when feedback flags a client (motivation addressed)", "Barkham, de Jong, Delgadillo & Lutz (2023), Psychother. Res. 33(7), 841-855"),
     # ── mechanisms: ruptures and repair ───────────────────────────────────────────────────────
     _p("rupture_rate", 0.06, 0, 0.5, "per session", _M, "rupture probability for a secure, culturally matched client", _REPAIR, free=True),
@@ -234,6 +236,7 @@ _DECLARED: tuple[Param, ...] = (
     _p("dropout_engagement", 0.6, 0, 10, "log-odds", _M, "dropout log-odds added per unit engagement below full engagement", _ASSUME),
     _p("dropout_barriers", 1.5, 0, 5, "log-odds", _M, "dropout log-odds added per unit practical barriers", _DROPOUT, free=True),
     _p("dropout_missed", 0.8, 0, 3, "log-odds", _M, "dropout log-odds added per consecutive missed session", _ASSUME),
+    _p("dropout_breaks", 0.15, 0, 3, "log-odds", _M, "dropout log-odds added per cancelled week not yet made up, more for anxious clients (anxious_break_sensitivity)", _ATTACH),
     _p("dropout_improved", 2.0, 0, 8, "log-odds", _M, "dropout log-odds added per unit felt improvement (share of intake severity gone): leaving because it feels no longer needed", "Pekarik (1983), J. Clin. Psychol. 39(6), 909-913", free=True),
     _p("early_risk_amplifier", 1.0, 0, 10, "ratio", _M, "relative rise of every dropout risk before the client has attended early_phase_sessions sessions", _EARLY),
     _p("early_phase_sessions", 2, 1, 12, "sessions", _M, "sessions attended before the early phase ends (2: after the intake and the first session)", _EARLY, kind="int"),

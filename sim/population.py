@@ -159,5 +159,7 @@ def draw_clients(p: dict, n: int, streams: Streams) -> Clients:
         barriers=trait(5, "barriers"),
         support=trait(6, "support"),
         perception_noise=np.broadcast_to(z[2], anxiety.shape),
-        responsiveness=truncated_normal(streams["responsiveness"].random(n), 1.0, p["responsiveness_sd"], *RESPONSIVENESS_RANGE),
+        responsiveness=truncated_normal(
+            streams["responsiveness"].random(n), 1.0, p["responsiveness_sd"], *RESPONSIVENESS_RANGE
+        ),
     )

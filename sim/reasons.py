@@ -2,7 +2,8 @@
 
 The weekly dropout hazard is a logistic model, ``p = expit(base + sum(terms))``, each term a risk
 factor that is zero when the factor is absent (a strong alliance, no open rupture, full engagement,
-no barriers, no missed sessions, no improvement yet) and positive otherwise. For every dropout the
+no barriers, no missed sessions, no improvement yet, no break in therapy to react to) and positive
+otherwise. For every dropout the
 chance ``p`` of leaving that week is split over the terms by their Shapley values on the probability
 scale (Shapley 1953; the same attribution as SHAP, Lundberg & Lee 2017): each factor gets its
 average marginal contribution to ``p`` over every order in which the factors could be added to the
@@ -70,10 +71,24 @@ REASON_TEXT = {
     "felt_better": "feeling better: therapy seemed no longer needed",
 }
 
+REASON_COLOURS = {
+    "weak_alliance": "#d62728",
+    "unrepaired_rupture": "#ff7f0e",
+    "therapy_breaks": "#e7969c",
+    "low_engagement": "#9467bd",
+    "practical_barriers": "#1f77b4",
+    "life_circumstances": "#9ecae1",
+    "felt_better": "#2ca02c",
+}
+"""One colour per reason for every figure (CLI, app, notebooks): reds for the relationship, blues for
+circumstances, green for improvement, purple for the rest."""
+
 # The hazard's terms, in the order the kernel passes them, and the reason each is put down to
 # (-1: missed sessions, credited back to what made the client miss them).
-HAZARD_TERMS = ("alliance", "rupture", "engagement", "barriers", "missed", "improved")
-TERM_REASON = np.array([WEAK_ALLIANCE, UNREPAIRED_RUPTURE, LOW_ENGAGEMENT, PRACTICAL_BARRIERS, -1, FELT_BETTER])
+HAZARD_TERMS = ("alliance", "rupture", "engagement", "barriers", "missed", "improved", "breaks")
+TERM_REASON = np.array(
+    [WEAK_ALLIANCE, UNREPAIRED_RUPTURE, LOW_ENGAGEMENT, PRACTICAL_BARRIERS, -1, FELT_BETTER, THERAPY_BREAKS]
+)
 MISSED_TERM = 4
 
 # What a missed session is put down to, in the order of the kernel's miss credit.
