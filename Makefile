@@ -63,6 +63,15 @@ grid: $(VENV)/.installed  ## empathy x humility heatmaps (experiments/grid_empat
 sweep: $(VENV)/.installed  ## any spec: make sweep SPEC=x.toml EXECUTOR=dask [WORKERS=4 SCHEDULER=tcp://... OUT=dir]
 	$(RUN) -m experiments run $(SPEC) $(SWEEP_ARGS)
 
+# ── research questions on the model: scenario discovery and virtual trials ──────────────────
+.PHONY: discover
+
+DISCOVER_DIR = $(or $(OUT),results/discovery_dropout)
+DISCOVER_ARGS ?= --output dropout_rate --above 0.3
+discover: $(VENV)/.installed  ## PRIM boxes of dropout above 30% (experiments/discovery_dropout.toml, run or resumed first)
+	$(RUN) -m experiments run experiments/discovery_dropout.toml $(SWEEP_ARGS)
+	$(RUN) -m analysis discover $(DISCOVER_DIR) $(DISCOVER_ARGS)
+
 # ── credibility: published facts (docs/validation.md) and calibration (docs/calibration.md) ─────
 .PHONY: validate validate-strict calibrate
 

@@ -2,7 +2,8 @@
 
 - ``sensitivity DIR``: re-make indices.csv and figures from a sweep's stored outputs;
 - ``validate``: every published fact against the baseline (``make validate``);
-- ``calibrate``: fit the free parameters to the calibration facts (``make calibrate``).
+- ``calibrate``: fit the free parameters to the calibration facts (``make calibrate``);
+- ``discover DIR``: scenario discovery on a sweep, PRIM boxes and feature scores (``make discover``).
 
 Exit status: 0 when the command ran (for ``validate`` whatever the table says, it is a report); 1
 only under ``validate --strict``, when a calibration fact misses its band; 2 for a usage mistake (a
@@ -14,8 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from analysis import discover
 from analysis.sensitivity import AnalysisError, analyse_dir
 from analysis.targets import TargetsError
+from experiments.results import ResultsError
 from sim.cli import OutputError, at_least_two, output_dir, positive_int, seed_int
 from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
@@ -32,6 +35,7 @@ class UsageError(ValueError):
 
 
 USER_ERRORS = (UsageError, OutputError, ScenarioError, ParameterError, TargetsError, AnalysisError)
+USER_ERRORS += (ResultsError, discover.DiscoveryError)
 
 
 def _file(path: Path, flag: str) -> Path:
@@ -164,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     sens.add_argument("dir", type=Path, help="the --out directory of `python -m experiments run`")
     _add_validate(sub)
     _add_calibrate(sub)
+    discover.add_parser(sub)
     args = p.parse_args(argv)
     keep_freed_memory()
     commands = {"sensitivity": _sensitivity, "validate": _validate, "calibrate": _calibrate}
+    commands |= {"discover": discover.command}
     try:
         return commands[args.command](args)
     except USER_ERRORS as err:
