@@ -64,13 +64,17 @@ sweep: $(VENV)/.installed  ## any spec: make sweep SPEC=x.toml EXECUTOR=dask [WO
 	$(RUN) -m experiments run $(SPEC) $(SWEEP_ARGS)
 
 # ── research questions on the model: scenario discovery and virtual trials ──────────────────
-.PHONY: discover
+.PHONY: discover trial
 
 DISCOVER_DIR = $(or $(OUT),results/discovery_dropout)
 DISCOVER_ARGS ?= --output dropout_rate --above 0.3
 discover: $(VENV)/.installed  ## PRIM boxes of dropout above 30% (experiments/discovery_dropout.toml, run or resumed first)
 	$(RUN) -m experiments run experiments/discovery_dropout.toml $(SWEEP_ARGS)
 	$(RUN) -m analysis discover $(DISCOVER_DIR) $(DISCOVER_ARGS)
+
+TRIAL ?= experiments/trials/trial_feedback.toml
+trial: $(VENV)/.installed  ## power curve of a virtual trial, feedback vs usual care on dropout: results/trial_feedback/
+	$(RUN) -m analysis trial $(TRIAL) $(SWEEP_ARGS)
 
 # ── credibility: published facts (docs/validation.md) and calibration (docs/calibration.md) ─────
 .PHONY: validate validate-strict calibrate

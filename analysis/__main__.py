@@ -3,7 +3,8 @@
 - ``sensitivity DIR``: re-make indices.csv and figures from a sweep's stored outputs;
 - ``validate``: every published fact against the baseline (``make validate``);
 - ``calibrate``: fit the free parameters to the calibration facts (``make calibrate``);
-- ``discover DIR``: scenario discovery on a sweep, PRIM boxes and feature scores (``make discover``).
+- ``discover DIR``: scenario discovery on a sweep, PRIM boxes and feature scores (``make discover``);
+- ``trial SPEC``: a virtual two-arm trial, power by clients and therapists per arm (``make trial``).
 
 Exit status: 0 when the command ran (for ``validate`` whatever the table says, it is a report); 1
 only under ``validate --strict``, when a calibration fact misses its band; 2 for a usage mistake (a
@@ -15,9 +16,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from analysis import discover
+from analysis import discover, trial
 from analysis.sensitivity import AnalysisError, analyse_dir
 from analysis.targets import TargetsError
+from analysis.trial_spec import TrialSpecError
+from experiments.executors import ExecutorError
 from experiments.results import ResultsError
 from sim.cli import OutputError, at_least_two, output_dir, positive_int, seed_int
 from sim.memory import keep_freed_memory
@@ -35,7 +38,7 @@ class UsageError(ValueError):
 
 
 USER_ERRORS = (UsageError, OutputError, ScenarioError, ParameterError, TargetsError, AnalysisError)
-USER_ERRORS += (ResultsError, discover.DiscoveryError)
+USER_ERRORS += (ResultsError, discover.DiscoveryError, TrialSpecError, ExecutorError)
 
 
 def _file(path: Path, flag: str) -> Path:
@@ -169,10 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     _add_validate(sub)
     _add_calibrate(sub)
     discover.add_parser(sub)
+    trial.add_parser(sub)
     args = p.parse_args(argv)
     keep_freed_memory()
     commands = {"sensitivity": _sensitivity, "validate": _validate, "calibrate": _calibrate}
-    commands |= {"discover": discover.command}
+    commands |= {"discover": discover.command, "trial": trial.command}
     try:
         return commands[args.command](args)
     except USER_ERRORS as err:

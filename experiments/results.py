@@ -13,7 +13,6 @@ from typing import Any
 import pandas as pd
 
 from experiments import store
-from experiments.sampling import UNIT_PREFIX
 
 
 class ResultsError(ValueError):
@@ -80,6 +79,8 @@ def read_sweep(path: str | Path) -> Sweep:
             f"{path} is unfinished: {missing} of {n_chunks} chunks are missing. Finish it with "
             f"`python -m experiments run {spec_file} --out {path}` (it resumes where it stopped)."
         )
+    from experiments.sampling import UNIT_PREFIX  # SALib and scipy.stats: imported only when needed
+
     names = [f["name"] for f in manifest.get("spec", {}).get("factors", [])]
     names = [n for n in names if n in sample.columns] or [c for c in sample.columns if not c.startswith(UNIT_PREFIX)]
     factors = sample[names].copy()
