@@ -77,10 +77,13 @@ trial: $(VENV)/.installed  ## power curve of a virtual trial, feedback vs usual 
 	$(RUN) -m analysis trial $(TRIAL) $(SWEEP_ARGS)
 
 # ── credibility: published facts (docs/validation.md) and calibration (docs/calibration.md) ─────
-.PHONY: validate validate-strict calibrate
+.PHONY: validate validate-strict docs-validation calibrate
 
-validate: $(VENV)/.installed  ## every published fact against the baseline: results/validate/, docs/validation.md
+validate: $(VENV)/.installed  ## every published fact against the baseline: results/validate/ (table, report, figure)
 	$(RUN) -m analysis validate --out results/validate
+
+docs-validation: $(VENV)/.installed  ## the same, also regenerating docs/validation.md and its forest plot
+	$(RUN) -m analysis validate --out results/validate --docs docs
 
 validate-strict: $(VENV)/.installed  ## the same, exiting non-zero when a calibration fact misses its band
 	$(RUN) -m analysis validate --out results/validate --strict

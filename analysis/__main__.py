@@ -85,8 +85,8 @@ def _add_validate(sub) -> None:
     )
     v.add_argument("--seed", type=seed_int, default=None, help="seed, 0 or more (default: the scenario's)")
     v.add_argument("--scenario", default="baseline", help="scenario name or path (default baseline)")
-    v.add_argument("--out", type=Path, default=Path("results/validate"), help="where validation.csv goes")
-    v.add_argument("--docs", type=Path, default=DOCS, help="where validation.md and figures/ go (default docs/)")
+    v.add_argument("--out", type=Path, default=Path("results/validate"), help="where every file goes")
+    v.add_argument("--docs", type=Path, default=None, help=f"also write validation.md and figures/ here (e.g. {DOCS})")
     v.add_argument("--targets", type=Path, default=TARGETS_FILE, help="the targets table (analysis/targets.toml)")
     v.add_argument("--strict", action="store_true", help="exit 1 when a calibration fact misses its band")
 
@@ -103,7 +103,8 @@ def _validate(args) -> int:
     load_scenario(args.scenario)
     check_expressions(targets, args.targets, simulate(args.scenario, clients=200, therapists=10, seed=0).clients)
     output_dir(args.out, "--out")
-    output_dir(args.docs / "figures", "--docs")
+    if args.docs is not None:
+        output_dir(args.docs / "figures", "--docs")
     table = run(
         out=args.out,
         docs=args.docs,
