@@ -31,13 +31,14 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from sim.scenario import Scenario, ScenarioError, load_scenario
 from sim.userfiles import read_toml
 
-TRIAL_DIR = Path(__file__).resolve().parents[1] / "experiments" / "trials"
+TRIAL_DIR = Path(str(files("experiments"))) / "trials"  # package data: found in a checkout or a wheel
 OUTCOMES = {
     "dropout": "dropout (share of clients randomised)",
     "recovery": "recovery (share of clients at caseness at intake)",
@@ -113,7 +114,7 @@ class TrialSpec:
 def resolve_path(name_or_path: str | Path) -> Path:
     """The file for a trial spec name (looked up in experiments/trials/) or path."""
     path = Path(name_or_path)
-    if path.suffix != ".toml" and not path.exists():
+    if path.suffix != ".toml" and not path.is_file():
         path = TRIAL_DIR / f"{name_or_path}.toml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in TRIAL_DIR.glob("*.toml")))
