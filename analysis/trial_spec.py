@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.scenario import Scenario, ScenarioError, load_scenario
-from sim.userfiles import read_toml
+from sim.userfiles import named_file, read_toml
 
 TRIAL_DIR = Path(str(files("experiments"))) / "trials"  # package data: found in a checkout or a wheel
 OUTCOMES = {
@@ -113,13 +113,7 @@ class TrialSpec:
 
 def resolve_path(name_or_path: str | Path) -> Path:
     """The file for a trial spec name (looked up in experiments/trials/) or path."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml" and not path.is_file():
-        path = TRIAL_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in TRIAL_DIR.glob("*.toml")))
-        raise TrialSpecError(f"no trial spec {str(path)!r}: give a path to a .toml file or one of: {known}.")
-    return path
+    return named_file(name_or_path, TRIAL_DIR, TrialSpecError, "trial spec")
 
 
 def load_trial_spec(name_or_path: str | Path) -> TrialSpec:
