@@ -210,7 +210,7 @@ def report(result: TrialResult) -> str:
     spec = result.spec
     arms = f"{spec.arms[1].name} vs {spec.arms[0].name}"
     lines = [
-        f"{spec.name}: {arms}, outcome {spec.outcome} ({OUTCOMES[spec.outcome]}), test {spec.test}, "
+        f"{spec.name}: {arms}, outcome {OUTCOMES[spec.outcome]}, test {spec.test}, "
         f"alpha {spec.alpha:g}, {spec.trials} trials per size ({result.manifest['seconds']:.0f} s)"
     ]
     power = result.power
