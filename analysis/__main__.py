@@ -3,7 +3,9 @@
 - ``sensitivity DIR``: re-make indices.csv and figures from a sweep's stored outputs;
 - ``validate``: every published fact against the baseline (``make validate``);
 - ``calibrate``: fit the free parameters to the calibration facts (``make calibrate``);
-- ``expected-recovery``: refit routine outcome monitoring's expected-recovery curve (``make calibrate``).
+- ``expected-recovery``: refit routine outcome monitoring's expected-recovery curve (``make calibrate``);
+- ``discover DIR``: scenario discovery on a sweep, PRIM boxes and feature scores (``make discover``);
+- ``trial SPEC``: a virtual two-arm trial, power by clients and therapists per arm (``make trial``).
 
 Exit status: 0 when the command ran (for ``validate`` whatever the table says, it is a report); 1
 only under ``validate --strict``, when a calibration fact misses its band; 2 for a usage mistake (a
@@ -15,8 +17,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from analysis import discover, trial
 from analysis.sensitivity import AnalysisError, analyse_dir
 from analysis.targets import TargetsError
+from analysis.trial_spec import TrialSpecError
+from experiments.executors import ExecutorError
+from experiments.results import ResultsError
 from sim.cli import OutputError, at_least_two, output_dir, positive_int, seed_int
 from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
@@ -33,6 +39,7 @@ class UsageError(ValueError):
 
 
 USER_ERRORS = (UsageError, OutputError, ScenarioError, ParameterError, TargetsError, AnalysisError)
+USER_ERRORS += (ResultsError, discover.DiscoveryError, TrialSpecError, ExecutorError)
 
 
 def _file(path: Path, flag: str) -> Path:
@@ -79,8 +86,8 @@ def _add_validate(sub) -> None:
     )
     v.add_argument("--seed", type=seed_int, default=None, help="seed, 0 or more (default: the scenario's)")
     v.add_argument("--scenario", default="baseline", help="scenario name or path (default baseline)")
-    v.add_argument("--out", type=Path, default=Path("results/validate"), help="where validation.csv goes")
-    v.add_argument("--docs", type=Path, default=DOCS, help="where validation.md and figures/ go (default docs/)")
+    v.add_argument("--out", type=Path, default=Path("results/validate"), help="where every file goes")
+    v.add_argument("--docs", type=Path, default=None, help=f"also write validation.md and figures/ here (e.g. {DOCS})")
     v.add_argument("--targets", type=Path, default=TARGETS_FILE, help="the targets table (analysis/targets.toml)")
     v.add_argument("--strict", action="store_true", help="exit 1 when a calibration fact misses its band")
 
@@ -97,7 +104,8 @@ def _validate(args) -> int:
     load_scenario(args.scenario)
     check_expressions(targets, args.targets, simulate(args.scenario, clients=200, therapists=10, seed=0).clients)
     output_dir(args.out, "--out")
-    output_dir(args.docs / "figures", "--docs")
+    if args.docs is not None:
+        output_dir(args.docs / "figures", "--docs")
     table = run(
         out=args.out,
         docs=args.docs,
@@ -188,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     _add_validate(sub)
     _add_calibrate(sub)
     _add_expected(sub)
+    discover.add_parser(sub)
+    trial.add_parser(sub)
     args = p.parse_args(argv)
     keep_freed_memory()
     commands = {
@@ -195,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         "validate": _validate,
         "calibrate": _calibrate,
         "expected-recovery": _expected,
+        "discover": discover.command,
+        "trial": trial.command,
     }
     try:
         return commands[args.command](args)

@@ -5,7 +5,7 @@ import pytest
 
 from sim import parameters
 from sim.engine import Cohort
-from sim.run import client_outcomes, run_batch
+from sim.run import batch_metrics, client_outcomes
 from sim.streams import STREAMS, Streams
 from tests.conftest import run_sets
 
@@ -80,9 +80,9 @@ def test_alone_equals_in_batch(k):
 
 def test_alone_equals_in_batch_for_metrics():
     sets = _varied_sets()
-    batch = run_batch(sets, 300, 15, seed=4)
+    batch = batch_metrics(sets, 300, 15, seed=4)
     for k, ps in enumerate(sets):
-        alone = run_batch([ps], 300, 15, seed=4)
+        alone = batch_metrics([ps], 300, 15, seed=4)
         for name, values in batch.items():
             assert values.shape == (len(sets),)
             assert np.array_equal(alone[name][0], values[k], equal_nan=True), f"{name} of set {k} differs alone"
