@@ -147,7 +147,7 @@ def olcm_covariances(previous: Generation, epsilon: float) -> np.ndarray:
 
 
 def _kernel_logpdf(u: np.ndarray, parents: np.ndarray, chol: np.ndarray, logdet: np.ndarray) -> np.ndarray:
-    """log K(u_i | parent_j) for every pair, shape (len(u), len(parents)); normal kernels."""
+    """Log K(u_i | parent_j) for every pair, shape (len(u), len(parents)); normal kernels."""
     diff = u[:, None, :] - parents[None, :, :]  # (n, p, d)
     # Solve L z = diff for each parent's Cholesky factor L.
     z = np.empty_like(diff)
