@@ -379,7 +379,7 @@ class _EngineDraws:
 
 
 def _replay(params: dict, n: int, k: int, seed: int) -> tuple[Cohort, ReferenceTherapyModel]:
-    cohort = Cohort(params, n, k, seed).run()
+    cohort = Cohort(params, n, k, seed, record=True).run()  # recorded: the cause of each rupture is kept
     model = ReferenceTherapyModel(n_clients=n, n_therapists=k, seed=0, **params)
     traits = ("empathy", "humility", "repair_skill", "consistency", "competence", "uses_feedback", "culture")
     for j, t in enumerate(model.therapist_agents):
@@ -478,6 +478,10 @@ def test_reference_replays_the_engine_given_its_draws(replayed):
         assert c.well_run == s.well_run[0, i] and c.missed_run == s.missed_run[0, i], f"{case}, client {i}: runs"
         credit = [c.miss_credit[cause] for cause in ref.MISS_CAUSES]
         np.testing.assert_allclose(credit, s.miss_credit[0, i], atol=1e-9, err_msg=f"{case}, client {i}: miss credit")
+    causes = np.stack(cohort.record.rupture_cause)[:, 0, :]  # (weeks, clients), 0 where no rupture
+    for i, c in enumerate(model.client_agents):
+        engine_causes = [ref.RUPTURE_CAUSES[j] for j in causes[:, i] if j]
+        assert c.rupture_causes == engine_causes, f"{case}, client {i}: rupture causes"
 
 
 def test_replayed_reasons_are_shares_of_each_dropout(replayed):
