@@ -52,9 +52,10 @@ def test_outputs_are_consistent(small_fit, tmp_path):
     values = tomllib.loads(toml.read_text())["values"]
     table = pd.read_csv(posterior)
     assert list(table.columns) == [*SMALL_FREE, "weight", "distance"]
+    best = table["distance"].idxmin()
     for name in SMALL_FREE:
-        assert values[name] == pytest.approx(cal.weighted_quantile(table[name], table["weight"], 0.5), rel=1e-5), (
-            f"the point value of {name} should be the weighted posterior median"
+        assert values[name] == pytest.approx(table.loc[best, name], rel=1e-5), (
+            f"the point value of {name} should be the best particle's"
         )
     history = pd.read_parquet(tmp_path / "history" / "history.parquet")
     assert sorted(history["generation"].unique()) == [0, 1]
@@ -107,9 +108,10 @@ def test_the_shipped_posterior_and_point_values_agree():
     assert set(posterior.names) == {p.name for p in parameters.free_parameters()}
     with open(parameters.CALIBRATED_FILE, "rb") as f:
         values = tomllib.load(f)["values"]
-    for j, name in enumerate(posterior.names):
-        median = cal.weighted_quantile(posterior.values[:, j], posterior.weights, 0.5)
-        assert values[name] == pytest.approx(median, rel=1e-5), f"{name}: the default should be the posterior median"
+    table = pd.read_csv(POSTERIOR_FILE)
+    best = table.loc[table["distance"].idxmin()]
+    for name in posterior.names:
+        assert values[name] == pytest.approx(best[name], rel=1e-5), f"{name}: the default should be the best particle's"
         assert parameters.REGISTRY[name].default == values[name], "the registry should read the point values"
 
 
