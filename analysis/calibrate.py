@@ -118,6 +118,7 @@ class CalibrationSpec:
         )
 
 
+_OPTIONS = {"max_generations": "generations", "max_minutes": "minutes"}  # spec keys set by other option names
 _LIMITS: dict[str, tuple[float, float]] = {
     "seed": (0, 2**63 - 1),
     "replicates": (1, 1000),
@@ -145,7 +146,12 @@ def load_spec(path: str | Path = SPEC_FILE, **changes) -> CalibrationSpec:
     """
     path = Path(path)
     how = "see analysis/calibration.toml for every key"
-    data = {**read_toml(path, CalibrationError, how), **{k: v for k, v in changes.items() if v is not None}}
+    given = {k: v for k, v in changes.items() if v is not None}
+    data = {**read_toml(path, CalibrationError, how), **given}
+
+    def where(key: str) -> str:  # the command-line option a value came from, or the file
+        return f"--{_OPTIONS.get(key, key)}" if key in given else str(path)
+
     known = {f.name for f in fields(CalibrationSpec)} - {"path"}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -158,7 +164,9 @@ def load_spec(path: str | Path = SPEC_FILE, **changes) -> CalibrationSpec:
         ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
         if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not low <= value <= high:
             kind = "an integer" if integer else "a number"
-            raise CalibrationError(f"{path}: {key} = {value!r} is not allowed: use {kind} in [{low:g}, {high:g}].")
+            raise CalibrationError(
+                f"{where(key)}: {key} = {value!r} is not allowed: use {kind} in [{low:g}, {high:g}] ({how})."
+            )
     scenario = data.get("scenario", "baseline")
     if not isinstance(scenario, str):
         raise CalibrationError(f"{path}: scenario = {scenario!r} must be a scenario name or path.")
@@ -168,16 +176,19 @@ def load_spec(path: str | Path = SPEC_FILE, **changes) -> CalibrationSpec:
         raise CalibrationError(f"{path}: scenario = {scenario!r}: {err}") from None
     free = data.get("free", [])
     if not isinstance(free, list | tuple) or not all(isinstance(n, str) for n in free):
-        raise CalibrationError(f"{path}: free = {free!r} must be a list of parameter names.")
+        raise CalibrationError(f"{where('free')}: free = {free!r} must be a list of parameter names.")
     for name in free:
         try:
-            p = parameters.lookup(name, f"{path}, free")
+            p = parameters.lookup(name, f"{where('free')}")
         except parameters.ParameterError as err:
             raise CalibrationError(str(err)) from None
         if p.kind == "choice":
-            raise CalibrationError(f"{path}: free names {name!r}, a choice; only numeric parameters can be fitted.")
-    if len(set(free)) != len(free):
-        raise CalibrationError(f"{path}: free lists a parameter more than once.")
+            raise CalibrationError(
+                f"{where('free')}: {name!r} is a choice parameter; only numeric parameters can be fitted."
+            )
+    repeated = sorted({n for n in free if list(free).count(n) > 1})
+    if repeated:
+        raise CalibrationError(f"{where('free')}: {', '.join(repeated)} is listed more than once; list each once.")
     return CalibrationSpec(**{**data, "free": tuple(free)}, path=path)
 
 
