@@ -102,7 +102,7 @@ def test_validate_refuses_an_unknown_scenario(tmp_path, capsys):
         (GOOD_FACT + "overrides = { therapist_feedback_share = 7 }\n", ["therapist_feedback_share", "outside"]),
         (GOOD_FACT.replace('statistic = "share"', 'statistic = "median"'), ["statistic = 'median'"]),
         (GOOD_FACT.replace("end_type == 'dropout'", "dropped == 1"), ["fact 'x'", "dropped", "end_type"]),
-        (GOOD_FACT.replace("end_type == 'dropout'", "end_type ==="), ["fact 'x'", "cannot be evaluated"]),
+        (GOOD_FACT.replace("end_type == 'dropout'", "end_type ==="), ["fact 'x'", "not a valid expression"]),
         (GOOD_FACT + 'clients = "no_column > 3"\n', ["fact 'x'", "no_column"]),
     ],
     ids=[
