@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from experiments.executors import EXECUTORS, ExecutorError, WorkerDied
+from experiments.lock import LockError
 from experiments.spec import SpecError, load_spec
 from experiments.store import StoreError, done_chunks
 from sim.cli import positive_int
@@ -72,6 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     try:
         return cmd_run(args)
-    except (SpecError, StoreError, ExecutorError) as err:
+    except (SpecError, StoreError, ExecutorError, LockError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
