@@ -16,7 +16,8 @@ from pathlib import Path
 
 from analysis.sensitivity import AnalysisError, analyse_dir
 from analysis.targets import TargetsError
-from sim.cli import OutputError, at_least_two, output_dir, positive_int, seed_int
+from experiments.lock import LockError
+from sim.cli import OutputError, at_least_two, output_dir, positive_int, seed_int, writing
 from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
 from sim.scenario import ScenarioError
@@ -31,11 +32,13 @@ class UsageError(ValueError):
     """A command-line value that cannot be used; the message says which and what is allowed."""
 
 
-USER_ERRORS = (UsageError, OutputError, ScenarioError, ParameterError, TargetsError, AnalysisError)
+USER_ERRORS = (UsageError, OutputError, ScenarioError, ParameterError, TargetsError, AnalysisError, LockError)
 
 
 def _file(path: Path, flag: str) -> Path:
     """Check an output file's place before a long fit, which would otherwise fail only at its end."""
+    if not str(path).strip():
+        raise UsageError(f"{flag} is empty: give the path of the file to write.")
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a directory; give the path of the file to write.")
     output_dir(path.parent, f"{flag} (its folder)")
@@ -43,7 +46,15 @@ def _file(path: Path, flag: str) -> Path:
 
 
 def _sensitivity(args) -> int:
-    written = analyse_dir(args.dir)
+    from experiments.lock import DirectoryLock
+
+    if not args.dir.is_dir():
+        raise AnalysisError(f"{args.dir} is not a directory: give the --out directory of `python -m experiments run`.")
+    if (args.dir / "figures").exists() and not (args.dir / "figures").is_dir():
+        raise UsageError(f"{args.dir / 'figures'} is a file, where the figures folder is to be written; move it away.")
+    output_dir(args.dir, "the results directory", files=("indices.csv",))
+    with DirectoryLock(args.dir).acquire("analysis"), writing(args.dir, "analysis"):  # never beside a run writing there
+        written = analyse_dir(args.dir)
     print(f"wrote {written['indices']} and {len(written['figures'])} figure files in {args.dir / 'figures'}")
     return 0
 
@@ -95,18 +106,20 @@ def _validate(args) -> int:
     targets = load_targets(args.targets)
     load_scenario(args.scenario)
     check_expressions(targets, args.targets, simulate(args.scenario, clients=200, therapists=10, seed=0).clients)
-    output_dir(args.out, "--out")
-    output_dir(args.docs / "figures", "--docs")
-    table = run(
-        out=args.out,
-        docs=args.docs,
-        replicates=args.replicates,
-        clients=args.clients,
-        therapists=args.therapists,
-        seed=args.seed,
-        scenario=args.scenario,
-        targets_file=args.targets,
-    )
+    output_dir(args.out, "--out", files=("validation.csv", "replicates.csv", "manifest.json"))
+    output_dir(args.docs, "--docs", files=("validation.md",))
+    output_dir(args.docs / "figures", "--docs", files=("validation_forest.png", "validation_forest.svg"))
+    with writing(args.out, "validation"):
+        table = run(
+            out=args.out,
+            docs=args.docs,
+            replicates=args.replicates,
+            clients=args.clients,
+            therapists=args.therapists,
+            seed=args.seed,
+            scenario=args.scenario,
+            targets_file=args.targets,
+        )
     return 1 if args.strict and calibration_missed(table) else 0
 
 
@@ -141,16 +154,17 @@ def _calibrate(args) -> int:
         repeated = sorted({n for n in args.free if args.free.count(n) > 1})
         if repeated:
             raise UsageError(f"--free names {', '.join(repeated)} more than once; list each parameter once.")
-    run(
-        seed=args.seed,
-        replicates=args.replicates,
-        clients=args.clients,
-        therapists=args.therapists,
-        max_nfev=args.max_nfev,
-        free=args.free,
-        toml_path=_file(args.toml or CALIBRATED_FILE, "--toml"),
-        report_path=_file(args.report or REPORT_FILE, "--report"),
-    )
+    with writing("the --toml and --report files", "calibration"):
+        run(
+            seed=args.seed,
+            replicates=args.replicates,
+            clients=args.clients,
+            therapists=args.therapists,
+            max_nfev=args.max_nfev,
+            free=args.free,
+            toml_path=_file(args.toml or CALIBRATED_FILE, "--toml"),
+            report_path=_file(args.report or REPORT_FILE, "--report"),
+        )
     return 0
 
 

@@ -191,7 +191,7 @@ def _check(tree: ast.expr, text: str) -> set[str]:
             for op, right in zip(node.ops, node.comparators, strict=True):
                 if isinstance(op, ast.In | ast.NotIn):
                     if not isinstance(right, ast.List | ast.Tuple):
-                        raise ExpressionError(f"{shown(text)}: 'in' needs a list, e.g. end_type in [\"a\", \"b\"].")
+                        raise ExpressionError(f'{shown(text)}: \'in\' needs a list, e.g. end_type in ["a", "b"].')
                     for item in right.elts:
                         _list_item(item, text)
                 elif type(op) not in COMPARISONS:

@@ -255,7 +255,9 @@ def _match_spec(out: Path, manifest: dict[str, Any], spec: ExperimentSpec, diges
 
 def _without_manifest(out: Path, spec, sample, extra, digest) -> dict[str, Any]:
     """A directory with no manifest: what a killed creation left (start over), or chunks to rebuild it from."""
-    chunks = sorted(p for p in (out / CHUNKS).glob("*") if not store.is_temporary(p.name)) if (out / CHUNKS).is_dir() else []
+    chunks = (
+        sorted(p for p in (out / CHUNKS).glob("*") if not store.is_temporary(p.name)) if (out / CHUNKS).is_dir() else []
+    )
     if not chunks:
         if (out / SAMPLE).exists() or (out / CHUNKS).exists():
             warn(f"{out} holds only what a creation cut short leaves (no {MANIFEST}, no chunk); it is started again.")
@@ -421,7 +423,7 @@ def finished(out: Path) -> dict[str, Any]:
                 problems.append(f"{name} ({problem})")
     if problems:
         raise StoreError(
-            f"{out} is not a finished run: {len(problems)} of {len(expected)} chunks are not verified: "
+            f"{out} is not a finished run: {len(problems)} of {len(expected)} chunks are missing or damaged: "
             f"{_listed(problems)}. Finish or repair it with {rerun}; it runs only what is missing or damaged."
         )
     sample = manifest.get("sample") or {}

@@ -29,7 +29,7 @@ from experiments.executors import make_executor
 from experiments.resume import open_store
 from experiments.spec import ExperimentSpec
 from sim.memory import keep_freed_memory
-from sim.outcomes import METRICS
+from sim.outcomes import METRICS, undefined_reason
 from sim.run import run_batch
 
 
@@ -164,7 +164,7 @@ def run_experiment(
         "n_chunks": n_chunks,
         "runs": n_sets * spec.replicates,
         "problem": sampling.problem(spec.factors),
-        "metrics": {m.name: {"label": m.label, "unit": m.unit} for m in METRICS},
+        "metrics": {m.name: {"label": m.label, "unit": m.unit, "undefined": undefined_reason(m.name)} for m in METRICS},
     }
     manifest, lock = open_store(out, spec, sample, extra)
     with lock:  # held until the run, its manifest and its analysis are written
@@ -175,7 +175,9 @@ def run_experiment(
         started = time.perf_counter()
         try:
             if todo:
-                _run_chunks(spec, sample, out, todo, manifest, evaluator, session, progress, (executor, workers, scheduler))
+                _run_chunks(
+                    spec, sample, out, todo, manifest, evaluator, session, progress, (executor, workers, scheduler)
+                )
         except BaseException:
             session["interrupted"] = True
             try:

@@ -23,7 +23,7 @@ import pandas as pd
 from SALib.sample import fast_sampler, latin, morris, sobol
 from scipy import stats
 
-from experiments.spec import ExperimentSpec, Factor
+from experiments.spec import ExperimentSpec, Factor, SpecError
 
 UNIT_PREFIX = "u:"
 
@@ -99,6 +99,12 @@ def sample(spec: ExperimentSpec) -> pd.DataFrame:
         frame = pd.DataFrame(columns)
     for f in spec.factors:
         frame[f.name] = frame[f.name].astype({"float": "float64", "int": "int64", "choice": "object"}[f.kind])
+        if f.kind == "float" and not np.isfinite(frame[f.name].to_numpy()).all():  # never NaN into the engine
+            where = f"{spec.path or '<spec>'}, [parameters.{f.name}]"
+            raise SpecError(
+                f"{where}: its distribution gives values that are not numbers (NaN) for some draws; check mean and "
+                "sd (lognorm's are on the log scale)."
+            )
     frame.index.name = "set"
     return frame
 
