@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from experiments import sampling, store
 from experiments.chunk import ChunkTask, Evaluator, run_chunk
-from experiments.executors import make_executor
+from experiments.executors import WORKER_TIMEOUT, make_executor
 from experiments.resume import open_store
 from experiments.spec import ExperimentSpec
 from sim.memory import keep_freed_memory
@@ -135,6 +135,7 @@ def run_experiment(
     evaluator: Evaluator = run_batch,
     progress: bool = True,
     analyse: bool = True,
+    worker_timeout: float = WORKER_TIMEOUT,
 ) -> dict[str, Any]:
     """Run ``spec`` into ``out``, resuming an earlier run of the same spec; return the manifest.
 
@@ -147,11 +148,15 @@ def run_experiment(
         evaluator: the batched model call; a module-level function (see the module docstring).
         progress: show a tqdm progress bar on stderr.
         analyse: write indices.csv and figures when every chunk is done.
+        worker_timeout: seconds a Dask cluster may have no worker before the run ends (dask only).
 
     Raises:
         experiments.store.StoreError: ``out`` holds another spec's results or cannot be used.
         experiments.executors.ExecutorError: the Dask scheduler cannot be reached.
         experiments.executors.WorkerDied: a worker process died; finished chunks are stored.
+        experiments.executors.ClusterLost: a Dask cluster without workers, or its scheduler gone; finished
+            chunks are stored.
+        experiments.lock.LockError: another process is using ``out``.
     """
     keep_freed_memory()  # the analysis's bootstrap reuses memory instead of faulting it in again
     out = Path(out)
@@ -176,7 +181,15 @@ def run_experiment(
         try:
             if todo:
                 _run_chunks(
-                    spec, sample, out, todo, manifest, evaluator, session, progress, (executor, workers, scheduler)
+                    spec,
+                    sample,
+                    out,
+                    todo,
+                    manifest,
+                    evaluator,
+                    session,
+                    progress,
+                    (executor, workers, scheduler, worker_timeout),
                 )
         except BaseException:
             session["interrupted"] = True

@@ -55,6 +55,17 @@ def positive_int(text: str) -> int:
     return _integer(text, 1)
 
 
+def positive_float(text: str) -> float:
+    """Argument type: a finite number above 0 (seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number above 0")
+    return value
+
+
 def seed_int(text: str) -> int:
     """Argument type: a seed, an integer of 0 or more."""
     return _integer(text, 0)
