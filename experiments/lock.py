@@ -59,9 +59,9 @@ class DirectoryLock:
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
             raise LockError(
-                f"{self.directory} is in use by another {holder or 'process'}; a results directory takes one "
-                f"{what} at a time, so this one is refused rather than mixed in. Wait for the other to finish "
-                "(then run this command again), or give another --out."
+                f"{self.directory} is in use by another {holder or 'process'}; one process at a time may write "
+                f"a results directory, so this {what} is refused rather than mixed in. Wait for the other to "
+                "finish (then run this command again), or give another --out."
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, _holder(what).encode())

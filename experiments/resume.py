@@ -40,8 +40,9 @@ from experiments.store import CHUNKS, MANIFEST, SAMPLE, StoreError, chunk_name
 
 REQUIRED = {"spec_hash": str, "spec": dict, "sessions": list, "n_sets": int, "n_chunks": int}
 SPEC_REQUIRED = {"chunk_size": int, "replicates": int}
-# What a creation killed before its manifest was written can leave in a directory filled in place.
-CREATION_LEFTOVERS = (".lock", SAMPLE, CHUNKS)
+# What a run writes into its directory besides the manifest: a directory without a manifest that
+# holds nothing else is a run's (a creation cut short, or a deleted manifest), anything more is not.
+RUN_FILES = (".lock", SAMPLE, CHUNKS, "indices.csv", "figures")
 SHOWN = 6  # file names listed in a message before "and N more"
 
 
@@ -178,7 +179,7 @@ def _open_existing(out: Path, spec, sample, extra, digest) -> tuple[dict[str, An
 def _refuse_foreign(out: Path) -> None:
     if (out / MANIFEST).exists():
         return
-    foreign = [p.name for p in out.iterdir() if p.name not in CREATION_LEFTOVERS and not store.is_temporary(p.name)]
+    foreign = [p.name for p in out.iterdir() if p.name not in RUN_FILES and not store.is_temporary(p.name)]
     if foreign or ((out / CHUNKS).exists() and not (out / CHUNKS).is_dir()):
         raise StoreError(
             f"{out} is not empty and has no {MANIFEST}, so it is not an experiment's results directory "

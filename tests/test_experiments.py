@@ -433,6 +433,14 @@ def test_dask_gives_chunks_to_workers_that_join_late(tiny, tmp_path):
     assert outcome["manifest"]["sessions"][-1]["workers"] == 4, "the manifest should count the workers that joined"
 
 
+def _is_pool_worker(process: psutil.Process) -> bool:
+    """Whether a child is a spawned pool worker; a child that has exited (a zombie) or vanished is not."""
+    try:
+        return "spawn_main" in " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):  # exited between listing and reading
+        return False
+
+
 def _alive(process: psutil.Process) -> bool:
     try:
         return process.status() != psutil.STATUS_ZOMBIE  # an orphan's zombie waits for a reaper, but has exited
@@ -451,7 +459,7 @@ def test_pool_workers_exit_when_the_main_process_is_killed(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stderr=subprocess.DEVNULL)
     main_process = psutil.Process(proc.pid)
     deadline = time.monotonic() + 120
-    while len(workers := [p for p in main_process.children() if "spawn_main" in " ".join(p.cmdline())]) < 2:
+    while len(workers := [p for p in main_process.children() if _is_pool_worker(p)]) < 2:
         assert proc.poll() is None and time.monotonic() < deadline, "the pool's workers never started"
         time.sleep(0.02)
     kill_after_chunks(proc, out, 1)
