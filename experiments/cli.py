@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from analysis.sensitivity import AnalysisError
 from experiments.executors import EXECUTORS, WORKER_TIMEOUT, ClusterLost, ExecutorError, WorkerDied, check_address
 from experiments.lock import LockError
 from experiments.spec import SpecError, load_spec
@@ -120,6 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     try:
         return cmd_run(args)
-    except (SpecError, StoreError, ExecutorError, LockError) as err:
+    except (SpecError, StoreError, ExecutorError, LockError, AnalysisError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

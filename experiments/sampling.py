@@ -55,14 +55,16 @@ def distribution(factor: Factor):
     if factor.distribution == "norm":
         return stats.norm(loc=factor.mean, scale=factor.sd)
     if factor.distribution == "lognorm":
-        return stats.lognorm(s=factor.sd, scale=np.exp(factor.mean))
+        with np.errstate(over="ignore"):  # a huge mean: scale inf, refused as holding no mass in range
+            return stats.lognorm(s=factor.sd, scale=np.exp(factor.mean))
     return stats.uniform(loc=factor.low, scale=factor.high - factor.low)
 
 
 def mass_in_range(factor: Factor) -> float:
-    """Probability that the untruncated distribution falls in [low, high]."""
+    """Probability that the untruncated distribution falls in [low, high] (NaN when it cannot be computed)."""
     dist = distribution(factor)
-    return float(dist.cdf(factor.high) - dist.cdf(factor.low))
+    with np.errstate(all="ignore"):
+        return float(dist.cdf(factor.high) - dist.cdf(factor.low))
 
 
 def to_values(factor: Factor, u: np.ndarray) -> np.ndarray:

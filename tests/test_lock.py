@@ -70,7 +70,9 @@ def test_a_held_lock_refuses_a_second_run_and_names_the_holder(tmp_path, capsys)
     out.mkdir()
     holder = hold_lock(out)
     try:
-        assert main(["run", str(spec_file(tmp_path, 1)), "--executor", "serial", "--out", str(out), "--no-progress"]) == 2
+        assert (
+            main(["run", str(spec_file(tmp_path, 1)), "--executor", "serial", "--out", str(out), "--no-progress"]) == 2
+        )
         err = capsys.readouterr().err
         assert f"in use by another run (pid {holder.pid}" in err, err
         assert "Traceback" not in err and err.count("\n") == 1, err

@@ -101,7 +101,9 @@ def test_a_damaged_sample_is_drawn_again_and_checked(damage, spec_path, finished
     assert "sample.parquet" in capsys.readouterr().err
     assert read_manifest(copy)["sessions"][-1]["chunks_run"] == 0, "the chunks were fine"
     assert_same(copy, finished)
-    pd.testing.assert_frame_equal(pd.read_parquet(copy / "sample.parquet"), pd.read_parquet(finished / "sample.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(copy / "sample.parquet"), pd.read_parquet(finished / "sample.parquet")
+    )
 
 
 def test_a_deleted_chunks_folder_is_run_again(spec_path, finished, copy, capsys):
