@@ -10,17 +10,17 @@ bad argument, scenario, targets file, parameter name or output path), reported i
 stderr, never as a traceback. CI can so tell a calibration miss (1) from a broken command (2).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 from analysis.sensitivity import AnalysisError, analyse_dir
 from analysis.targets import TargetsError
 from experiments.lock import LockError
-from sim.cli import OutputError, at_least_two, output_dir, positive_int, seed_int, writing
+from sim.cli import OutputError, Parser, at_least_two, output_dir, positive_int, seed_int, writing
 from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
 from sim.scenario import ScenarioError
+from sim.userfiles import remove_created
 
 EXIT_STATUS = (
     "exit status: 0 done; 1 a calibration fact missed its band (validate --strict only); "
@@ -170,9 +170,7 @@ def _calibrate(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (1: a calibration miss under --strict, 2: a usage mistake)."""
-    p = argparse.ArgumentParser(
-        prog="python -m analysis", description="Analyse stored simulation outputs.", epilog=EXIT_STATUS
-    )
+    p = Parser(prog="python -m analysis", description="Analyse stored simulation outputs.", epilog=EXIT_STATUS)
     sub = p.add_subparsers(dest="command", required=True)
     sens = sub.add_parser("sensitivity", help="indices.csv and figures of an experiment's results directory")
     sens.add_argument("dir", type=Path, help="the --out directory of `python -m experiments run`")
@@ -184,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except USER_ERRORS as err:
+        remove_created()
         print(f"error: {err}", file=sys.stderr)
         return 2
 

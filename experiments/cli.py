@@ -19,14 +19,14 @@ from experiments.executors import EXECUTORS, WORKER_TIMEOUT, ClusterLost, Execut
 from experiments.lock import LockError
 from experiments.spec import SpecError, load_spec
 from experiments.store import StoreError, done_chunks
-from sim.cli import positive_float, positive_int
+from sim.cli import Parser, positive_float, positive_int
 from sim.memory import keep_freed_memory
 from sim.userfiles import clean_text
 
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser."""
-    p = argparse.ArgumentParser(prog="python -m experiments", description="Run sensitivity experiments.")
+    p = Parser(prog="python -m experiments", description="Run sensitivity experiments.")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run (or resume) an experiment spec", description="Run or resume a spec.")
     run.add_argument("spec", help="a spec file, or a name in experiments/ (e.g. sobol_dropout)")

@@ -231,6 +231,10 @@ def _manifest_problem(manifest: Any) -> str | None:
     spec = manifest["spec"] if isinstance(manifest["spec"], dict) else {}
     wrong = [k for k, kind in REQUIRED.items() if not isinstance(manifest[k], kind) or isinstance(manifest[k], bool)]
     wrong += [f"spec.{k}" for k, kind in SPEC_REQUIRED.items() if not isinstance(spec.get(k), kind)]
+    wrong += [k for k in ("chunks", "sample") if not isinstance(manifest.get(k, {}), dict)]
+    records = manifest.get("chunks") if isinstance(manifest.get("chunks"), dict) else {}
+    if any(not isinstance(r, dict) for r in records.values()):
+        wrong.append("a chunk's checksum")
     if wrong:
         return f"has {', '.join(wrong)} of the wrong type"
     if manifest["n_sets"] < 0 or manifest["n_chunks"] < 0 or spec["chunk_size"] < 1 or spec["replicates"] < 1:

@@ -482,6 +482,8 @@ def _choice_factor(param, settings, gridded, where) -> Factor:
         checked = tuple(param.validate(v, f"{where}, levels") for v in levels)
     except ParameterError as err:
         raise SpecError(str(err)) from None
+    if len(set(checked)) != len(checked):  # a repeated choice would be drawn (or run) twice as often
+        raise SpecError(f"{where}: levels repeat a choice; list each choice once.")
     if not gridded and len(checked) < 2:
         raise SpecError(f"{where}: list at least two choices to vary, or move {param.name} to [fixed].")
     return Factor(param.name, "choice", choices=checked, levels=checked if gridded else ())

@@ -35,6 +35,14 @@ COMPARE_FILES = ("compare.csv", "compare.png", "compare.svg")
 VIGNETTE_FILES = ("vignette.md", "vignette.png", "vignette.svg")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, its error line cleaned of control characters and cut short: it quotes the arguments given."""
+
+    def error(self, message: str):
+        """Print the usage and the cleaned message, exit 2."""
+        super().error(clean_text(message, 400))
+
+
 def _integer(text: str, lowest: int) -> int:
     try:
         value = int(text)
@@ -144,9 +152,10 @@ def cmd_run(args) -> int:
     from sim.run import simulate
 
     overrides = dict(parameters.parse_assignment(a) for a in args.set)
-    scenario = load_scenario(args.scenario)
+    settings = {"clients": args.clients, "therapists": args.therapists, "seed": args.seed, "overrides": overrides}
+    scenario = load_scenario(args.scenario).with_settings(**settings)  # checked before any directory is made
     out = output_dir(args.out, files=RUN_FILES)
-    result = simulate(scenario, clients=args.clients, therapists=args.therapists, seed=args.seed, overrides=overrides)
+    result = simulate(scenario)
     with writing(out):
         write_run(result, out)
     s = result.summary
@@ -269,7 +278,7 @@ def cmd_app(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m sim``."""
-    parser = argparse.ArgumentParser(prog="python -m sim", description="alliancesim: therapy courses as agents")
+    parser = Parser(prog="python -m sim", description="alliancesim: therapy courses as agents")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a scenario and write its tables and figures")
@@ -328,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except USER_ERRORS as err:
+        userfiles.remove_created()
         print(f"error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into a reader that stopped early (| head): not an error

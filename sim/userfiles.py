@@ -103,6 +103,23 @@ def _check_keys(tables: dict[str, Any], path: Path, error: type[Exception], how:
             stack.extend(item)
 
 
+_created: list[Path] = []  # directories output_dir made in this process, so a refusal can take them back
+
+
+def remove_created() -> None:
+    """Remove the directories :func:`output_dir` made that are still empty: a refused command leaves nothing.
+
+    The command lines call it when they report a user mistake found after the output directory was
+    checked (a setting checked only when the run starts, say).
+    """
+    for folder in sorted(set(_created), key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()  # only if empty: never a file the command wrote or found
+        except OSError:
+            pass
+    _created.clear()
+
+
 def output_dir(path: str | Path, error: type[Exception], flag: str = "--out", files: tuple[str, ...] = ()) -> Path:
     """Create the directory ``path`` (and its parents) and check ``files`` can be written there, or raise ``error``.
 
@@ -114,6 +131,7 @@ def output_dir(path: str | Path, error: type[Exception], flag: str = "--out", fi
         raise error(f"{flag} is empty: give the directory to write into, e.g. {flag} results/mine.")
     path = Path(path)
     try:
+        _created.extend(p for p in (path, *path.parents) if not p.exists())
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise error(f"{flag} {path}: a file of that name exists; give a directory.") from None

@@ -1,0 +1,183 @@
+"""Chaos: SIGKILL a sweep at random moments, resume it, and compare with an uninterrupted run bit for bit.
+
+``python -m tests.chaos --kills 20`` (``make chaos``) runs a small sweep of the real engine once
+without interruption, then ``--kills`` times: starts the same command into a new directory, kills it
+with SIGKILL at a random moment after its results directory appears (during creation, mid-chunk,
+during the analysis), in one case of two kills the resume as well, then runs the same command to
+the end and compares the outputs (every chunk), the sample and indices.csv with the uninterrupted
+run's, bit for bit. It prints one line per kill and ``k of N resumed bit-identical``, and exits 1
+unless all did. Even kills run on the serial executor, odd ones on two worker processes.
+tests/test_chaos.py runs a short version in ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments.store import done_chunks, read_manifest, read_outputs
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = """
+name = "chaos"
+method = "sobol"
+scenario = "baseline"
+outputs = ["dropout_rate", "recovery_rate"]
+N = 8
+replicates = 2
+clients = 1000
+therapists = 50
+seed = 11
+chunk_size = 2
+
+[options]
+calc_second_order = false
+num_resamples = 100
+
+[parameters.therapist_empathy_mean]
+[parameters.rupture_rate]
+[parameters.planned_sessions]
+"""
+
+
+@dataclass
+class Kill:
+    """What one kill did and how its resume compared."""
+
+    number: int
+    executor: str
+    kills: list[str]
+    identical: bool
+    problem: str = ""
+
+    def line(self) -> str:
+        """One line of the report."""
+        verdict = "resumed bit-identical" if self.identical else f"DIFFERS: {self.problem}"
+        return f"kill {self.number:2d} ({self.executor}): {'; then '.join(self.kills) or 'not killed'}: {verdict}"
+
+
+def command(spec: Path, out: Path, executor: str) -> list[str]:
+    """The sweep's command line."""
+    workers = ["--workers", "2"] if executor == "processes" else []
+    return [sys.executable, "-m", "experiments", "run", str(spec), "--executor", executor, *workers, "--out", str(out)]
+
+
+def stage(out: Path) -> str:
+    """Where the run was when it was killed, read from what is on disk."""
+    if not out.exists():
+        return "creating the directory"
+    try:
+        manifest = read_manifest(out)
+    except (OSError, ValueError):
+        return "before its manifest"
+    chunks = len(done_chunks(out))
+    if chunks < manifest["n_chunks"]:
+        return f"{chunks} of {manifest['n_chunks']} chunks on disk"
+    return "computing the indices" if not (out / "indices.csv").exists() else "writing the figures"
+
+
+def start(cmd: list[str], out: Path) -> tuple[subprocess.Popen, float]:
+    """Start ``cmd``; return it once ``out`` (or its temporary twin) appears, with the time it took."""
+    began = time.monotonic()
+    proc = subprocess.Popen([*cmd, "--no-progress"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = began + 120
+    while not (out.exists() or any(out.parent.glob(f".{out.name}.creating-*"))):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.001)
+    return proc, time.monotonic() - began
+
+
+def kill_at(cmd: list[str], out: Path, delay: float) -> str | None:
+    """Start ``cmd`` and SIGKILL it ``delay`` seconds after its directory appears; say where it was."""
+    proc, _ = start(cmd, out)
+    try:
+        proc.wait(timeout=delay)
+        return None  # it finished first
+    except subprocess.TimeoutExpired:
+        where = stage(out)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return f"killed {delay:.3f} s after its directory appeared ({where})"
+
+
+def draw_delay(rng: np.random.Generator, span: float, number: int) -> float:
+    """When to kill: anywhere in a run's working life, one time in five within its first 50 ms (creation)."""
+    return float(rng.uniform(0, 0.05) if number % 5 == 0 else rng.uniform(0, span))
+
+
+def compare(out: Path, reference: Path) -> str:
+    """What differs between a resumed run and the reference, or "" when nothing does."""
+    if not read_manifest(out)["complete"]:
+        return "the manifest is not complete"
+    try:
+        pd.testing.assert_frame_equal(read_outputs(out), read_outputs(reference), check_exact=True)
+    except AssertionError as err:
+        return f"outputs: {str(err)[:200]}"
+    if (out / "sample.parquet").read_bytes() != (reference / "sample.parquet").read_bytes():
+        return "sample.parquet"
+    if (out / "indices.csv").read_bytes() != (reference / "indices.csv").read_bytes():
+        return "indices.csv"
+    leftovers = [p.name for p in (*out.glob(".*.tmp-*"), *(out / "chunks").glob(".*"))]
+    return f"temporary files left: {leftovers}" if leftovers else ""
+
+
+def chaos(kills: int = 20, seed: int = 1, folder: Path | None = None, log=print) -> list[Kill]:
+    """Kill and resume the sweep ``kills`` times; return what happened each time."""
+    folder = Path(folder or tempfile.mkdtemp(prefix="chaos-"))
+    spec = folder / "chaos.toml"
+    spec.write_text(SPEC)
+    reference = folder / "reference"
+    proc, appeared = start(command(spec, reference, "processes"), reference)
+    began = time.monotonic()
+    if proc.wait() != 0:
+        raise RuntimeError(f"the reference run failed: {command(spec, reference, 'processes')}")
+    span = time.monotonic() - began  # from the directory's appearance to the end: where a kill can land
+    chunks = read_manifest(reference)["n_chunks"]
+    log(f"reference run: {appeared + span:.1f} s, its directory after {appeared:.1f} s; {chunks} chunks")
+    rng = np.random.default_rng(seed)
+    results = []
+    for number in range(1, kills + 1):
+        executor = "serial" if number % 2 == 0 else "processes"
+        for attempt in range(5):  # a kill drawn after the run's end did not happen: draw again, afresh
+            out = folder / f"kill-{number:02d}-{attempt}"
+            cmd = command(spec, out, executor)
+            events = [kill_at(cmd, out, draw_delay(rng, span, number))]
+            if events[0]:
+                break
+        if number % 3 == 0:  # the resume is killed as well
+            events.append(kill_at(cmd, out, draw_delay(rng, span, number + 1)))
+        done = subprocess.run(cmd + ["--no-progress"], cwd=ROOT, capture_output=True, text=True)
+        problem = f"the resume exited {done.returncode}: {done.stderr[-300:]}" if done.returncode else ""
+        problem = problem or compare(out, reference)
+        result = Kill(number, executor, [e for e in events if e], not problem, problem)
+        log(result.line())
+        results.append(result)
+    identical = sum(r.identical for r in results)
+    log(f"chaos: {identical} of {kills} resumed bit-identical")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 0 when every kill resumed bit-identical."""
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=20, help="how many runs to kill (default 20)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the kill times (default 1)")
+    parser.add_argument("--folder", type=Path, default=None, help="where the runs go (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    results = chaos(args.kills, args.seed, args.folder)
+    return 0 if all(r.identical for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
