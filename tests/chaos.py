@@ -2,8 +2,8 @@
 
 ``python -m tests.chaos --kills 20`` (``make chaos``) runs a small sweep of the real engine once
 without interruption, then ``--kills`` times: starts the same command into a new directory, kills it
-with SIGKILL at a random moment after its results directory appears (during creation, mid-chunk,
-during the analysis), in one case of two kills the resume as well, then runs the same command to
+with SIGKILL at a random moment after it has locked its results directory (during creation,
+mid-chunk, during the analysis), in one case of three the resume as well, then runs the same command to
 the end and compares the outputs (every chunk), the sample and indices.csv with the uninterrupted
 run's, bit for bit. It prints one line per kill and ``k of N resumed bit-identical``, and exits 1
 unless all did. Even kills run on the serial executor, odd ones on two worker processes.
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.lock import LOCK
 from experiments.store import done_chunks, read_manifest, read_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,19 +88,31 @@ def stage(out: Path) -> str:
 
 
 def start(cmd: list[str], out: Path) -> tuple[subprocess.Popen, float]:
-    """Start ``cmd``; return it once ``out`` (or its temporary twin) appears, with the time it took."""
+    """Start ``cmd``; return it once it holds the lock of ``out`` (or of its temporary twin), with the time taken.
+
+    That is the moment it starts work on the directory: a kill before it would only test Python's start-up.
+    """
     began = time.monotonic()
     proc = subprocess.Popen([*cmd, "--no-progress"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mark = f"(pid {proc.pid} "
     deadline = began + 120
-    while not (out.exists() or any(out.parent.glob(f".{out.name}.creating-*"))):
-        if proc.poll() is not None or time.monotonic() > deadline:
+    while proc.poll() is None and time.monotonic() < deadline:
+        locks = [out / LOCK, *out.parent.glob(f".{out.name}.creating-{proc.pid}/{LOCK}")]
+        if any(mark in _read(lock) for lock in locks):
             break
         time.sleep(0.001)
     return proc, time.monotonic() - began
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def kill_at(cmd: list[str], out: Path, delay: float) -> str | None:
-    """Start ``cmd`` and SIGKILL it ``delay`` seconds after its directory appears; say where it was."""
+    """Start ``cmd`` and SIGKILL it ``delay`` seconds after it locks its directory; say where it was."""
     proc, _ = start(cmd, out)
     try:
         proc.wait(timeout=delay)
@@ -108,7 +121,7 @@ def kill_at(cmd: list[str], out: Path, delay: float) -> str | None:
         where = stage(out)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        return f"killed {delay:.3f} s after its directory appeared ({where})"
+        return f"killed {delay:.3f} s into its work ({where})"
 
 
 def draw_delay(rng: np.random.Generator, span: float, number: int) -> float:
@@ -142,9 +155,9 @@ def chaos(kills: int = 20, seed: int = 1, folder: Path | None = None, log=print)
     began = time.monotonic()
     if proc.wait() != 0:
         raise RuntimeError(f"the reference run failed: {command(spec, reference, 'processes')}")
-    span = time.monotonic() - began  # from the directory's appearance to the end: where a kill can land
+    span = time.monotonic() - began  # from taking the lock to the end: where a kill can land
     chunks = read_manifest(reference)["n_chunks"]
-    log(f"reference run: {appeared + span:.1f} s, its directory after {appeared:.1f} s; {chunks} chunks")
+    log(f"reference run: {appeared + span:.1f} s, of which {span:.1f} s on its directory; {chunks} chunks")
     rng = np.random.default_rng(seed)
     results = []
     for number in range(1, kills + 1):
