@@ -170,6 +170,7 @@ def _open_existing(out: Path, spec, sample, extra, digest) -> tuple[dict[str, An
     _refuse_foreign(out)  # before the lock: nothing is written into a directory that is not a run's
     lock = DirectoryLock(out).acquire()
     try:
+        _remove_abandoned_creations(out)  # a creation killed before another run made the directory
         return _resume(out, spec, sample, extra, digest), lock
     except BaseException:
         lock.release()

@@ -171,7 +171,10 @@ BAD_SPECS = {
         "[parameters.bond_rate]\ndistribution = 'norm'\nmean = 0.3\nsd = inf\n",
         "sd = inf must be a finite",
     ),
-    "repeated choice": ("[parameters.outcome_measure]\nlevels = ['last_observed', 'last_observed']\n", "repeat a choice"),
+    "repeated choice": (
+        "[parameters.outcome_measure]\nlevels = ['last_observed', 'last_observed']\n",
+        "repeat a choice",
+    ),
     "NaN low": ("[parameters.bond_rate]\nlow = nan\n", "low = nan must be a finite number"),
     "overflowing lognorm": ("[parameters.bond_rate]\ndistribution = 'lognorm'\nmean = 800\nsd = 1\n", "almost none"),
 }
