@@ -52,10 +52,12 @@ clean:
 EXECUTOR ?= processes
 WORKERS ?=
 SCHEDULER ?=
+WORKER_TIMEOUT ?=
 OUT ?=
 SPEC ?= experiments/sobol_dropout.toml
 SWEEP_ARGS = --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS)) \
-	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(OUT),--out $(OUT))
+	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(WORKER_TIMEOUT),--worker-timeout $(WORKER_TIMEOUT)) \
+	$(if $(OUT),--out $(OUT))
 
 .PHONY: sobol morris grid sweep
 
