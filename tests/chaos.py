@@ -1,12 +1,13 @@
 """Chaos: SIGKILL a sweep at random moments, resume it, and compare with an uninterrupted run bit for bit.
 
-``python -m tests.chaos --kills 20`` (``make chaos``) runs a small sweep of the real engine once
-without interruption, then ``--kills`` times: starts the same command into a new directory, kills
+``python -m tests.chaos --kills 20`` (``make chaos``) runs a small sweep of the real engine without
+interruption on both executors (they must agree), then ``--kills`` times: starts the same command into a new directory, kills
 it with SIGKILL at a random moment after it has locked its results directory (during creation,
 mid-chunk, during the analysis), in every third case (and the last) the resume as well, then runs
 the same command to the end and compares the outputs (every chunk), the sample and indices.csv
 with the uninterrupted run's, bit for bit. It prints one line per kill and ``k of N resumed bit-identical``, and exits 1
-unless all did. Even kills run on the serial executor, odd ones on two worker processes.
+unless all did. Even kills run on the serial executor, odd ones on two worker processes; every
+other kill lands while chunks are being written, one in five while the directory is created.
 tests/test_chaos.py runs a short version in ``make test``.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +51,9 @@ num_resamples = 100
 [parameters.rupture_rate]
 [parameters.planned_sessions]
 """
+
+
+EXECUTORS = ("serial", "processes")  # odd kills on two worker processes, even ones in one process
 
 
 @dataclass
@@ -124,9 +129,43 @@ def kill_at(cmd: list[str], out: Path, delay: float) -> str | None:
         return f"killed {delay:.3f} s into its work ({where})"
 
 
-def draw_delay(rng: np.random.Generator, span: float, number: int) -> float:
-    """When to kill: anywhere in a run's working life, one time in five within its first 50 ms (creation)."""
-    return float(rng.uniform(0, 0.05) if number % 5 == 0 else rng.uniform(0, span))
+@dataclass
+class Timing:
+    """When, after a run locked its directory, its chunks ran and it ended (seconds)."""
+
+    first_chunk: float
+    last_chunk: float
+    end: float
+
+
+def timed(cmd: list[str], out: Path) -> Timing:
+    """Run ``cmd`` to its end, noting when its first and last chunk files appeared."""
+    proc, _ = start(cmd, out)
+    began, first, last = time.monotonic(), None, None
+    n_chunks = None
+    while proc.poll() is None:
+        found = len(done_chunks(out)) if out.exists() else 0
+        if found and first is None:
+            first = time.monotonic() - began
+        if n_chunks is None and (out / "manifest.json").exists():
+            n_chunks = read_manifest(out)["n_chunks"]
+        if n_chunks and found >= n_chunks and last is None:
+            last = time.monotonic() - began
+        time.sleep(0.002)
+    if proc.returncode != 0:
+        raise RuntimeError(f"an uninterrupted run failed: {cmd}")
+    end = time.monotonic() - began
+    return Timing(first if first is not None else 0.0, last if last is not None else end, end)
+
+
+def draw_delay(rng: np.random.Generator, timing: Timing, number: int) -> float:
+    """When to kill: one time in five within the first 50 ms (creating the directory), every other time
+    while chunks are being written, otherwise anywhere in the run's work (the analysis included)."""
+    if number % 5 == 0:
+        return float(rng.uniform(0, 0.05))
+    if number % 2 == 1:
+        return float(rng.uniform(timing.first_chunk, max(timing.last_chunk, timing.first_chunk + 0.01)))
+    return float(rng.uniform(0, timing.end))
 
 
 def compare(out: Path, reference: Path) -> str:
@@ -156,25 +195,28 @@ def chaos(kills: int = 20, seed: int = 1, folder: Path | None = None, log=print,
     spec = folder / "chaos.toml"
     spec.write_text(spec_text)
     reference = folder / "reference"
-    proc, appeared = start(command(spec, reference, "processes"), reference)
-    began = time.monotonic()
-    if proc.wait() != 0:
-        raise RuntimeError(f"the reference run failed: {command(spec, reference, 'processes')}")
-    span = time.monotonic() - began  # from taking the lock to the end: where a kill can land
-    chunks = read_manifest(reference)["n_chunks"]
-    log(f"reference run: {appeared + span:.1f} s, of which {span:.1f} s on its directory; {chunks} chunks")
+    timings = {executor: timed(command(spec, folder / executor, executor), folder / executor) for executor in EXECUTORS}
+    shutil.copytree(folder / "processes", reference)
+    problem = compare(folder / "serial", reference)
+    if problem:
+        raise RuntimeError(f"the executors disagree before any kill: {problem}")
+    for executor, t in timings.items():
+        log(
+            f"uninterrupted {executor} run: chunks from {t.first_chunk:.2f} s to {t.last_chunk:.2f} s after it "
+            f"locked its directory, done at {t.end:.2f} s; {read_manifest(reference)['n_chunks']} chunks"
+        )
     rng = np.random.default_rng(seed)
     results = []
     for number in range(1, kills + 1):
-        executor = "serial" if number % 2 == 0 else "processes"
+        executor = EXECUTORS[number % 2]
         for attempt in range(5):  # a kill drawn after the run's end did not happen: draw again, afresh
             out = folder / f"kill-{number:02d}-{attempt}"
             cmd = command(spec, out, executor)
-            events = [kill_at(cmd, out, draw_delay(rng, span, number))]
+            events = [kill_at(cmd, out, draw_delay(rng, timings[executor], number))]
             if events[0]:
                 break
         if number % 3 == 0 or number == kills:  # the resume is killed as well
-            events.append(kill_at(cmd, out, draw_delay(rng, span, number + 1)))
+            events.append(kill_at(cmd, out, draw_delay(rng, timings[executor], number + 1)))
         done = subprocess.run(cmd + ["--no-progress"], cwd=ROOT, capture_output=True, text=True)
         problem = f"the resume exited {done.returncode}: {done.stderr[-300:]}" if done.returncode else ""
         problem = problem or compare(out, reference)
