@@ -233,10 +233,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20, help="how many runs to kill (default 20)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the kill times (default 1)")
-    parser.add_argument("--folder", type=Path, default=None, help="where the runs go (default: a temporary folder)")
+    parser.add_argument(
+        "--folder", type=Path, default=None, help="where the runs go (default: a temporary folder, removed on success)"
+    )
     args = parser.parse_args(argv)
-    results = chaos(args.kills, args.seed, args.folder)
-    return 0 if all(r.identical for r in results) else 1
+    folder = args.folder or Path(tempfile.mkdtemp(prefix="chaos-"))
+    results = chaos(args.kills, args.seed, folder)
+    if all(r.identical for r in results):
+        if args.folder is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        return 0
+    print(f"the runs are kept in {folder} for a look")
+    return 1
 
 
 if __name__ == "__main__":
