@@ -1,14 +1,14 @@
 """Chaos: SIGKILL a sweep at random moments, resume it, and compare with an uninterrupted run bit for bit.
 
 ``python -m tests.chaos --kills 20`` (``make chaos``) runs a small sweep of the real engine without
-interruption on both executors (they must agree), then ``--kills`` times: starts the same command into a new directory, kills
-it with SIGKILL at a random moment after it has locked its results directory (during creation,
-mid-chunk, during the analysis), in every third case (and the last) the resume as well, then runs
-the same command to the end and compares the outputs (every chunk), the sample and indices.csv
-with the uninterrupted run's, bit for bit. It prints one line per kill and ``k of N resumed bit-identical``, and exits 1
-unless all did. Even kills run on the serial executor, odd ones on two worker processes; every
-other kill lands while chunks are being written, one in five while the directory is created.
-tests/test_chaos.py runs a short version in ``make test``.
+interruption on both executors (they must agree), then ``--kills`` times: starts the same command
+into a new directory, kills it with SIGKILL at a random moment after it has locked its results
+directory (during creation, mid-chunk, during the analysis), in every third case (and the last) the
+resume as well, then runs the same command to the end and compares the outputs (every chunk), the
+sample and indices.csv with the uninterrupted run's, bit for bit. It prints one line per kill and
+``k of N resumed bit-identical``, and exits 1 unless all did. Even kills run on the serial executor,
+odd ones on two worker processes; every other kill lands while chunks are being written, one in
+five while the directory is created. tests/test_chaos.py runs a short version in ``make test``.
 """
 
 from __future__ import annotations
