@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN := $(BIN)/python
 
-.PHONY: demo test lint format docs bench clean
+.PHONY: demo test lint format docs bench clean fuzz chaos
 
 # The stamps re-install when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -22,6 +22,14 @@ demo: $(VENV)/.installed  ## run the baseline scenario into results/demo/
 
 test: $(VENV)/.installed-dev $(VENV)/.chromium  ## the whole test suite
 	$(BIN)/pytest
+
+FUZZ_EXAMPLES ?= 400
+fuzz: $(VENV)/.installed-dev  ## mutated scenarios, specs, targets and command lines: each refused cleanly (tests/test_fuzz.py)
+	ALLIANCESIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py -q
+
+CHAOS_KILLS ?= 20
+chaos: $(VENV)/.installed-dev  ## SIGKILL a sweep at random moments, resume, compare bit for bit (tests/chaos.py)
+	$(RUN) -m tests.chaos --kills $(CHAOS_KILLS)
 
 lint: $(VENV)/.installed-dev  ## ruff check and format check
 	$(BIN)/ruff check .
@@ -44,10 +52,12 @@ clean:
 EXECUTOR ?= processes
 WORKERS ?=
 SCHEDULER ?=
+WORKER_TIMEOUT ?=
 OUT ?=
 SPEC ?= experiments/sobol_dropout.toml
 SWEEP_ARGS = --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS)) \
-	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(OUT),--out $(OUT))
+	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(WORKER_TIMEOUT),--worker-timeout $(WORKER_TIMEOUT)) \
+	$(if $(OUT),--out $(OUT))
 
 .PHONY: sobol morris grid sweep
 

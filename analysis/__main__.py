@@ -13,7 +13,6 @@ bad argument, scenario, targets file, parameter name or output path), reported i
 stderr, never as a traceback. CI can so tell a calibration miss (1) from a broken command (2).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -23,12 +22,14 @@ from analysis.sensitivity import AnalysisError, analyse_dir
 from analysis.targets import TargetsError
 from analysis.trial_spec import TrialSpecError
 from experiments.executors import ExecutorError
+from experiments.lock import LockError
 from experiments.results import ResultsError
-from sim.cli import OutputError, at_least_two, output_dir, positive_int, seed_int
+from sim.cli import OutputError, Parser, at_least_two, output_dir, positive_int, seed_int, writing
 from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
 from sim.posterior import PosteriorError
 from sim.scenario import ScenarioError
+from sim.userfiles import remove_created
 
 EXIT_STATUS = (
     "exit status: 0 done; 1 a calibration fact missed its band (validate --strict only); "
@@ -40,12 +41,14 @@ class UsageError(ValueError):
     """A command-line value that cannot be used; the message says which and what is allowed."""
 
 
-USER_ERRORS = (UsageError, OutputError, ScenarioError, ParameterError, TargetsError, AnalysisError)
+USER_ERRORS = (UsageError, OutputError, ScenarioError, ParameterError, TargetsError, AnalysisError, LockError)
 USER_ERRORS += (ResultsError, discover.DiscoveryError, TrialSpecError, ExecutorError, CalibrationError, PosteriorError)
 
 
 def _file(path: Path, flag: str) -> Path:
     """Check an output file's place before a long fit, which would otherwise fail only at its end."""
+    if not str(path).strip():
+        raise UsageError(f"{flag} is empty: give the path of the file to write.")
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a directory; give the path of the file to write.")
     output_dir(path.parent, f"{flag} (its folder)")
@@ -53,7 +56,15 @@ def _file(path: Path, flag: str) -> Path:
 
 
 def _sensitivity(args) -> int:
-    written = analyse_dir(args.dir)
+    from experiments.lock import DirectoryLock
+
+    if not args.dir.is_dir():
+        raise AnalysisError(f"{args.dir} is not a directory: give the --out directory of `python -m experiments run`.")
+    if (args.dir / "figures").exists() and not (args.dir / "figures").is_dir():
+        raise UsageError(f"{args.dir / 'figures'} is a file, where the figures folder is to be written; move it away.")
+    output_dir(args.dir, "the results directory", files=("indices.csv",))
+    with DirectoryLock(args.dir).acquire("analysis"), writing(args.dir, "analysis"):  # never beside a run writing there
+        written = analyse_dir(args.dir)
     print(f"wrote {written['indices']} and {len(written['figures'])} figure files in {args.dir / 'figures'}")
     return 0
 
@@ -124,20 +135,22 @@ def _validate(args) -> int:
 
         load_posterior()
     check_expressions(targets, args.targets, simulate(args.scenario, clients=200, therapists=10, seed=0).clients)
-    output_dir(args.out, "--out")
+    output_dir(args.out, "--out", files=("validation.csv", "replicates.csv", "manifest.json"))
     if args.docs is not None:
-        output_dir(args.docs / "figures", "--docs")
-    table = run(
-        out=args.out,
-        docs=args.docs,
-        replicates=args.replicates,
-        clients=args.clients,
-        therapists=args.therapists,
-        seed=args.seed,
-        scenario=args.scenario,
-        targets_file=args.targets,
-        posterior=args.posterior,
-    )
+        output_dir(args.docs, "--docs", files=("validation.md",))
+        output_dir(args.docs / "figures", "--docs", files=("validation_forest.png", "validation_forest.svg"))
+    with writing(args.out, "validation"):
+        table = run(
+            out=args.out,
+            docs=args.docs,
+            replicates=args.replicates,
+            clients=args.clients,
+            therapists=args.therapists,
+            seed=args.seed,
+            scenario=args.scenario,
+            targets_file=args.targets,
+            posterior=args.posterior,
+        )
     return 1 if args.strict and calibration_missed(table, on=args.pass_on) else 0
 
 
@@ -192,7 +205,8 @@ def _calibrate(args) -> int:
     output_dir(args.out, "--out")
     executor = "dask" if args.scheduler else args.executor
     fit = calibrate(spec, executor, args.workers, args.scheduler, progress=not args.quiet)
-    write_all(fit, toml, posterior, report, args.out)
+    with writing("the calibration's outputs", "calibration"):
+        write_all(fit, toml, posterior, report, args.out)
     return 0
 
 
@@ -220,9 +234,7 @@ def _expected(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (1: a calibration miss under --strict, 2: a usage mistake)."""
-    p = argparse.ArgumentParser(
-        prog="python -m analysis", description="Analyse stored simulation outputs.", epilog=EXIT_STATUS
-    )
+    p = Parser(prog="python -m analysis", description="Analyse stored simulation outputs.", epilog=EXIT_STATUS)
     sub = p.add_subparsers(dest="command", required=True)
     sens = sub.add_parser("sensitivity", help="indices.csv and figures of an experiment's results directory")
     sens.add_argument("dir", type=Path, help="the --out directory of `python -m experiments run`")
@@ -244,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except USER_ERRORS as err:
+        remove_created()
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -11,6 +11,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from analysis.compare import CAUSE_PREFIX, CAUSES, OUTCOME_BARS, alliance_curves, retention_curves
+from analysis.figures import plain_text
 from sim.reasons import REASON_COLOURS
 
 OUTCOME_LABELS = {
@@ -29,7 +30,7 @@ def _retention_panel(ax, clients: pd.DataFrame, names: list[str]) -> None:
     curves = retention_curves(clients)
     for i, name in enumerate(names):
         c = curves[curves["scenario"] == name]
-        ax.step(c["session"], 100 * c["survival"], where="post", color=f"C{i}", label=name)
+        ax.step(c["session"], 100 * c["survival"], where="post", color=f"C{i}", label=plain_text(name, 40))
         ax.fill_between(c["session"], 100 * c["ci_low"], 100 * c["ci_high"], step="post", color=f"C{i}", alpha=0.2)
     ax.set(
         xlabel="weekly session slot",
@@ -47,7 +48,9 @@ def _alliance_panel(ax, sessions: pd.DataFrame, names: list[str]) -> None:
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         c = curves[curves["scenario"] == name]
-        ax.plot(c["session"], c["mean"], color=f"C{i}", marker="o", ms=3, label=f"{name}: mean alliance")
+        ax.plot(
+            c["session"], c["mean"], color=f"C{i}", marker="o", ms=3, label=f"{plain_text(name, 40)}: mean alliance"
+        )
         ax.fill_between(c["session"], c["ci_low"], c["ci_high"], color=f"C{i}", alpha=0.2)
         offset = (i - (len(names) - 1) / 2) * width
         rate_ax.bar(c["session"] + offset, c["ruptures_per_100"], width=width, color=f"C{i}", alpha=0.45)
@@ -84,7 +87,7 @@ def _cause_panel(ax, table: pd.DataFrame, names: list[str]) -> None:
     ax.errorbar(
         names, 100 * total["mean"], yerr=err, fmt="none", ecolor="black", capsize=4, label="all dropout, 95% CI"
     )
-    ax.set_xticks(range(len(names)), [_wrapped(name) for name in names])
+    ax.set_xticks(range(len(names)), [_wrapped(plain_text(name, 40)) for name in names])
     ax.set(ylabel="dropped out (% of all clients)", title="Dropout by main reason (mean over replicates)")
     ax.set_ylim(0, 1.45 * max(bottom.max(), 1.0))
     ax.legend(frameon=False, fontsize="small", ncols=2, loc="upper left")
@@ -112,7 +115,7 @@ def _outcome_panel(ax, table: pd.DataFrame, names: list[str]) -> None:
         mean = 100 * rows["mean"].to_numpy()
         err = 100 * np.abs(rows[["ci_low", "ci_high"]].to_numpy().T - rows["mean"].to_numpy())
         offset = (i - (len(names) - 1) / 2) * width
-        ax.bar(x + offset, mean, width=width, color=f"C{i}", label=name, yerr=err, capsize=3)
+        ax.bar(x + offset, mean, width=width, color=f"C{i}", label=plain_text(name, 40), yerr=err, capsize=3)
         top = max(top, np.nanmax(100 * rows[["mean", "ci_high"]].to_numpy()))
     ax.set_ylim(0, 1.1 * top + 4 * len(names))  # room for the legend above the bars
     ax.set_xticks(x, [OUTCOME_LABELS[m] for m in OUTCOME_BARS])
@@ -143,5 +146,5 @@ def compare_figure(clients: pd.DataFrame, sessions: pd.DataFrame, table: pd.Data
     _cause_panel(axes[1, 0], table, names)
     _outcome_panel(axes[1, 1], table, names)
     if title:
-        fig.suptitle("\n".join(textwrap.wrap(title, 150)))
+        fig.suptitle("\n".join(textwrap.wrap(plain_text(title, 450), 150)))
     return fig

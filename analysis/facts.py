@@ -12,7 +12,6 @@ set (tests/test_validate.py checks that), only faster.
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import estimators as est
+from analysis.expressions import evaluate, parse
 from analysis.targets import Target
 from sim import parameters, records
 from sim.engine import Cohort
@@ -40,8 +40,7 @@ def override_groups(targets: Sequence[Target]) -> list[dict[str, Any]]:
 
 
 def _columns_used(targets: Sequence[Target]) -> set[str]:
-    text = " ".join(" ".join((t.clients, t.x, t.y, t.group)) for t in targets)
-    return set(re.findall(r"[A-Za-z_]\w*", text))
+    return {name for t in targets for text in (t.clients, t.x, t.y, t.group) if text for name in parse(text).names}
 
 
 def stacked_table(cohort: Cohort, columns: set[str] | None = None) -> pd.DataFrame:
@@ -74,8 +73,7 @@ def compute_batch(target: Target, table: pd.DataFrame, n_sets: int) -> np.ndarra
     shape = (n_sets, len(table) // n_sets)
 
     def ev(expr: str) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.asarray(table.eval(expr)).reshape(shape)
+        return evaluate(expr, table).reshape(shape)
 
     selected = ev(target.clients).astype(bool) if target.clients else np.ones(shape, dtype=bool)
 

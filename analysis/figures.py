@@ -8,12 +8,22 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from sim.reasons import CATEGORIES, REASON_COLOURS, REASONS
+from sim.userfiles import clean_text
 
 # Figures under docs/ are committed: the same figure must give the same bytes, or every regeneration
 # shows a diff of the whole file. SVG otherwise carries the time of saving (dc:date) and ids hashed
 # with a random salt (clip paths, glyphs); PNG carries no date, only the matplotlib version.
 REPRODUCIBLE_RC = {"svg.hashsalt": "alliancesim"}
 METADATA = {".svg": {"Date": None}, ".png": {}}
+
+
+def plain_text(text, limit: int = 60) -> str:
+    """A name or title as a figure shows it: plain text, never mathtext, short, without control characters.
+
+    ``$`` is escaped (matplotlib would read ``$...$`` as mathtext and can fail on it), control
+    characters and terminal escapes are removed and the text is cut to ``limit`` characters.
+    """
+    return clean_text(text, limit).replace("$", r"\$")
 
 
 def save(fig, out: Path, stem: str) -> list[Path]:
@@ -70,5 +80,5 @@ def summary_figure(clients: pd.DataFrame, sessions: pd.DataFrame, title: str = "
         title=f"Main reason for leaving\n{mix}",
     )
     if title:
-        fig.suptitle(title)
+        fig.suptitle(plain_text(title, 120))
     return fig

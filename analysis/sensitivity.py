@@ -29,7 +29,6 @@ stdout are kept out of the way.
 from __future__ import annotations
 
 import io
-import json
 import sys
 import warnings
 from contextlib import contextmanager, redirect_stdout
@@ -71,22 +70,58 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
+# What the analysis reads from a manifest, with the type each must have.
+MANIFEST_KEYS = {"name": str, "method": str, "n_sets": int, "problem": dict, "spec": dict}
+SPEC_KEYS = {"outputs": list, "seed": int, "options": dict}
+
+
 def load(out: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """The manifest, sample and outputs (one row per set and replicate) stored in ``out``."""
+    """The manifest, sample and outputs (one row per set and replicate) stored in ``out``, all verified.
+
+    Raises:
+        AnalysisError: no or a damaged manifest, a run that is not finished, chunks missing or
+            altered since they were written, files that do not belong, or a missing sample.
+    """
+    from experiments.resume import finished
+    from experiments.store import CHUNKS, SAMPLE, StoreError, chunk_path
+
     out = Path(out)
-    if not (out / "manifest.json").is_file():
-        raise AnalysisError(f"{out} has no manifest.json: give the --out directory of `python -m experiments run`.")
-    manifest = json.loads((out / "manifest.json").read_text())
-    files = sorted((out / "chunks").glob("chunk-*.parquet"))
-    if len(files) < manifest["n_chunks"]:
+    try:
+        manifest = finished(out)
+    except StoreError as err:
+        raise AnalysisError(str(err)) from None
+    wrong = [k for k, kind in MANIFEST_KEYS.items() if not isinstance(manifest.get(k), kind)]
+    spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
+    wrong += [f"spec.{k}" for k, kind in SPEC_KEYS.items() if not isinstance(spec.get(k), kind)]
+    if not wrong and not isinstance(manifest["problem"].get("names"), list):
+        wrong.append("problem.names")
+    if wrong:
         raise AnalysisError(
-            f"{out} is incomplete: {manifest['n_chunks'] - len(files)} of {manifest['n_chunks']} chunks are missing. "
-            f"Finish it with `python -m experiments run {manifest.get('spec_file') or 'SPEC'} --out {out}`."
+            f"{out / 'manifest.json'} lacks {', '.join(wrong)} (or has the wrong type), which the analysis needs; "
+            "it was not written by this version of `python -m experiments run`, or has been edited."
         )
-    sample = pd.read_parquet(out / "sample.parquet")
-    outputs = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    try:
+        sample = pd.read_parquet(out / SAMPLE)
+        files = [chunk_path(out, i) for i in range(manifest["n_chunks"])]
+        outputs = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+    except Exception as err:  # noqa: BLE001 (pyarrow raises several kinds on a damaged file)
+        raise AnalysisError(f"{out}: the sample or a file in {CHUNKS}/ cannot be read ({str(err)[:200]}).") from None
+    missing = [name for name in spec["outputs"] if name not in outputs.columns]
+    if missing or not {"set", "replicate"} <= set(outputs.columns):
+        raise AnalysisError(
+            f"{out}: the stored outputs have no column {', '.join(missing) or 'set/replicate'}; "
+            f"the runs stored: {', '.join(map(str, outputs.columns))}."
+        )
     outputs = outputs.sort_values(["set", "replicate"], kind="stable").reset_index(drop=True)
     return manifest, sample, outputs
+
+
+def undefined_reason(manifest: dict[str, Any], name: str) -> str:
+    """Why output ``name`` can have no value, from the manifest's metric table or the engine's."""
+    from sim.outcomes import undefined_reason as engine_reason
+
+    meta = manifest.get("metrics", {}).get(name)
+    return (meta.get("undefined") if isinstance(meta, dict) else None) or engine_reason(name)
 
 
 def replicate_means(outputs: pd.DataFrame, name: str, n_sets: int) -> tuple[np.ndarray, dict[str, float]]:
@@ -193,19 +228,27 @@ def design_indices(method: str, sample: pd.DataFrame, names: list[str], Y: np.nd
     is the spread of the output over that parameter's levels with the others at their base values.
     """
     rows = []
+    defined = bool(len(Y)) and not np.isnan(Y).any()
     for name in names:
         if method == "grid":
-            level_means = pd.Series(Y).groupby(sample[name].to_numpy()).mean()
-            s1 = np.var(level_means.to_numpy()) / np.var(Y) if np.var(Y) > 0 else np.nan
-            rows.append({"parameter": name, "S1": s1, "effect_range": np.ptp(level_means.to_numpy())})
+            level_means = pd.Series(Y).groupby(sample[name].to_numpy()).mean().to_numpy()  # NaN sets skipped
+            s1 = np.var(level_means) / np.var(Y) if defined and np.var(Y) > 0 else np.nan
+            rows.append({"parameter": name, "S1": s1, "effect_range": _spread(level_means)})
         else:
             others = [n for n in names if n != name]
             mask = (
                 (sample[others] == sample[others].iloc[0]).all(axis=1).to_numpy() if others else np.ones(len(Y), bool)
             )
-            y = Y[mask]
-            rows.append({"parameter": name, "effect_range": np.ptp(y), "min": y.min(), "max": y.max(), "base": Y[0]})
+            y = Y[mask][~np.isnan(Y[mask])]
+            low, high = (y.min(), y.max()) if len(y) else (np.nan, np.nan)
+            rows.append({"parameter": name, "effect_range": _spread(y), "min": low, "max": high, "base": Y[0]})
     return pd.DataFrame(rows)
+
+
+def _spread(values: np.ndarray) -> float:
+    """Largest minus smallest of the defined values; NaN when none is."""
+    values = values[~np.isnan(values)]
+    return float(np.ptp(values)) if len(values) else np.nan
 
 
 def constant_value(Y: np.ndarray) -> float | None:
@@ -213,6 +256,18 @@ def constant_value(Y: np.ndarray) -> float | None:
     if len(Y) and np.isfinite(Y).all() and np.ptp(Y) == 0:
         return float(Y[0])
     return None
+
+
+def _nan_message(manifest: dict[str, Any], name: str, n_nan: int, n_sets: int) -> str:
+    """The warning for an output without a value in some parameter sets, with the reason in words."""
+    reason = undefined_reason(manifest, name)
+    consequence = {
+        "grid": "its effect ranges are over the sets that have one, its S1 is left empty",
+        "oat": "its effect ranges are over the sets that have one",
+    }.get(manifest["method"], "its indices are left empty")
+    if n_nan == n_sets:
+        return f"{name} has no value in any of the {n_sets:,} parameter sets ({reason}); its indices are left empty."
+    return f"{name}: {n_nan:,} of {n_sets:,} parameter sets have no value ({reason}); {consequence}."
 
 
 def indices(manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFrame) -> pd.DataFrame:
@@ -231,6 +286,8 @@ def indices(manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFram
     tables, messages, ran_salib = [], [], False
     for name in spec["outputs"]:
         Y, noise = replicate_means(outputs, name, n_sets)
+        if noise["nan_sets"]:
+            messages.append(_nan_message(manifest, name, noise["nan_sets"], n_sets))
         constant = constant_value(Y)
         if constant is not None:
             consequence = {
@@ -244,11 +301,7 @@ def indices(manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFram
         if method in ("grid", "oat"):
             table = design_indices(method, sample, names, Y)
         elif noise["nan_sets"]:
-            messages.append(
-                f"{name}: {noise['nan_sets']} parameter sets have no value (e.g. no ruptures to repair); "
-                "its indices are left empty."
-            )
-            table = pd.DataFrame({"parameter": names})
+            table = undefined_indices(method, names, spec["options"])
         elif constant is not None and method in NEEDS_VARIANCE:
             table = undefined_indices(method, names, spec["options"])
         else:
@@ -274,10 +327,11 @@ def indices(manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFram
 def analyse_dir(out: Path) -> dict[str, Any]:
     """Write ``out``/indices.csv and ``out``/figures/ from the stored outputs; return what was written."""
     from analysis.sensitivity_figures import figures
+    from experiments.store import write_atomic
 
     out = Path(out)
     manifest, sample, outputs = load(out)
     table = indices(manifest, sample, outputs)
-    table.to_csv(out / "indices.csv", index=False, float_format="%.6g")
+    write_atomic(out / "indices.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
     paths = figures(manifest, sample, outputs, table, out / "figures")
     return {"indices": out / "indices.csv", "figures": paths, "table": table}

@@ -2,7 +2,9 @@
 
 Each target is a published figure with the band a simulation should land in, its citation, and an
 exact, executable definition over the per-client table (``clients.csv``): which clients
-(``clients``, a pandas query) and which variables (``x``, ``y``, ``group``, pandas expressions).
+(``clients``) and which variables (``x``, ``y``, ``group``), each a safe expression over its columns
+(:mod:`analysis.expressions`: column names, numbers, comparisons, arithmetic and logic, never a call
+into Python), checked when the table is loaded.
 :meth:`Target.compute` evaluates it for one replicate; reporting over replicates is left to the caller
 (:func:`analysis.estimators.mean_ci`).
 """
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import estimators as est
+from analysis.expressions import ExpressionError, evaluate, parse
 from sim import parameters
 from sim.parameters import ParameterError
 from sim.scenario import ScenarioError, load_scenario
@@ -37,6 +40,7 @@ STATISTICS = {
     "share_within_first": ("y", "k"),
 }
 NUMBERS = ("published", "band_low", "band_high", "k")  # every other key but overrides is text
+EXPRESSIONS = ("clients", "x", "y", "group")
 
 
 class TargetsError(ValueError):
@@ -57,8 +61,8 @@ class Target:
         published_text: the figure as the source states it.
         source: citation.
         definition: the computation in words.
-        clients: pandas query selecting the clients ("" for all).
-        x, y, group: pandas expressions over clients.csv columns ("" when unused).
+        clients: expression selecting the clients ("" for all); see :mod:`analysis.expressions`.
+        x, y, group: expressions over clients.csv columns ("" when unused).
         k: cut-off for ``share_within_first``.
         doi: DOI of the source, "" when not recorded.
         note: how confident we are in the figure, and caveats.
@@ -94,15 +98,20 @@ class Target:
         return bool(self.band_low <= value <= self.band_high)
 
     def compute(self, clients: pd.DataFrame) -> float:
-        """The statistic on one replicate's per-client table (columns as in clients.csv)."""
-        df = clients.query(self.clients) if self.clients else clients
+        """The statistic on one replicate's per-client table (columns as in clients.csv).
+
+        Raises:
+            analysis.expressions.ExpressionError: an expression names a column the table lacks or
+                cannot be evaluated on it.
+        """
+        selected = evaluate(self.clients, clients).astype(bool) if self.clients else np.ones(len(clients), bool)
 
         def ev(expr):
-            return np.asarray(df.eval(expr))
+            return evaluate(expr, clients)[selected]
 
         match self.statistic:
             case "share":
-                return float(np.mean(ev(self.y).astype(bool))) if len(df) else float("nan")
+                return float(np.mean(ev(self.y).astype(bool))) if selected.any() else float("nan")
             case "pearson_r":
                 return est.pearson_r(ev(self.x), ev(self.y))
             case "point_biserial":
@@ -115,7 +124,7 @@ class Target:
             case "icc_latent":
                 return est.icc_latent_binary(ev(self.y).astype(bool), ev(self.group))
             case "mean":
-                return float(np.mean(ev(self.y).astype(float))) if len(df) else float("nan")
+                return float(np.mean(ev(self.y).astype(float))) if selected.any() else float("nan")
             case "odds_ratio":
                 return est.odds_ratio(ev(self.y).astype(bool), ev(self.group).astype(bool))
             case "share_within_first":
@@ -144,6 +153,11 @@ def _check(entry: dict, path: Path) -> Target:
                 raise TargetsError(f"{key} = {value!r} must be a finite number ({where})")
         elif not isinstance(value, str):
             raise TargetsError(f"{key} = {value!r} must be a string ({where})")
+        elif key in EXPRESSIONS and value.strip():
+            try:
+                parse(value)
+            except ExpressionError as err:
+                raise TargetsError(f"{where}, {key}: {err}") from None
     try:
         overrides = parameters.validate(entry.get("overrides", {}), f"{where}, overrides")
     except ParameterError as err:
@@ -210,17 +224,22 @@ def check_expressions(targets: list[Target], path: str | Path, probe: pd.DataFra
         probe: a clients table with the columns of clients.csv (a small simulated cohort).
 
     Raises:
-        TargetsError: a query or expression that names a column clients.csv does not have, or is
-            not a valid pandas expression; the message names the file, the fact and the columns.
+        TargetsError: an expression that names a column clients.csv does not have, or cannot be
+            evaluated on it; the message names the file, the fact and the columns.
     """
-    columns = ", ".join(probe.columns)
     for t in targets:
+        for key in EXPRESSIONS:
+            if getattr(t, key):
+                try:
+                    parse(getattr(t, key), probe.columns)
+                except ExpressionError as err:
+                    raise TargetsError(f"{path}, fact {t.id!r}, {key}: {err}") from None
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")  # a tiny probe can leave a statistic undefined: not an error
                 t.compute(probe)
-        except Exception as err:  # noqa: BLE001 (pandas raises many kinds for a bad expression)
+        except Exception as err:  # noqa: BLE001 (values of the wrong kind fail in several ways in the estimators)
             raise TargetsError(
-                f"{path}, fact {t.id!r}: its expressions cannot be evaluated on the clients table "
-                f"({type(err).__name__}: {err}); use the columns of clients.csv: {columns}."
+                f"{path}, fact {t.id!r}: its expressions cannot be evaluated on the clients table ({err}); "
+                f"use the columns of clients.csv: {', '.join(probe.columns)}."
             ) from None

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from analysis.figures import plt, save
+from analysis.figures import plain_text, plt, save
 from analysis.targets import Target
 
 # Facts grouped into panels by the scale their statistic lives on: axis label, no-effect line.
@@ -49,8 +49,8 @@ def forest_plot(table: pd.DataFrame, targets: Sequence[Target], out: Path, setti
     for ax, (rows, label, ref) in zip(axes[:, 0], panels, strict=True):
         _panel(ax, rows.reset_index(drop=True), label, ref)
     fig.suptitle(
-        f"Simulated ({settings['scenario']}, {settings['replicates']} replicates x {settings['clients']} clients) "
-        "against published bands",
+        f"Simulated ({plain_text(settings['scenario'], 60)}, {settings['replicates']} replicates x "
+        f"{settings['clients']} clients) against published bands",
         fontsize=10,
     )
     handles = [
@@ -90,7 +90,9 @@ def _panel(ax, rows: pd.DataFrame, label: str, ref: float | None) -> None:
                 capsize=3,
                 zorder=4,
             )
-    names = [f"{r.fact} ({'C' if r.set == 'calibration' else 'V'})" for r in rows.itertuples(index=False)]
+    names = [
+        f"{plain_text(r.fact, 90)} ({'C' if r.set == 'calibration' else 'V'})" for r in rows.itertuples(index=False)
+    ]
     ax.set_yticks(y, names, fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlabel(label, fontsize=8)

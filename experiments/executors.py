@@ -6,9 +6,11 @@ workers), so memory grows with the chunk size, not with the sweep. Since the eng
 depend only on the parameter set, seed and replicate, the executor cannot change any output.
 ``workers`` is the largest number of workers seen, for the manifest.
 
-A worker that dies (killed, out of memory) surfaces as :class:`WorkerDied`, and a Dask scheduler
-that cannot be reached as :class:`ExecutorError`, so the command line can report either in one
-paragraph; finished chunks are on disk by then.
+A worker that dies (killed, out of memory) surfaces as :class:`WorkerDied`; a Dask scheduler address
+that is not one, or a scheduler that cannot be reached, as :class:`ExecutorError`; a Dask cluster
+left without any worker for ``worker_timeout`` seconds (every worker died, or none ever started), or
+a scheduler that goes away mid-sweep, as :class:`ClusterLost`. The command line reports each in one
+paragraph; finished chunks are on disk by then, and the same command resumes.
 
 ``import mesa`` sets multiprocessing's start method to "spawn" for the whole process, so the pool
 uses a spawn context explicitly and the task functions must be importable (module level), never
@@ -23,12 +25,17 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 from typing import Any
 
+from sim.userfiles import clean_text
+
 EXECUTORS = ("serial", "processes", "dask")
+SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")  # the transports a Dask scheduler listens on
+WORKER_TIMEOUT = 120.0  # seconds a Dask cluster may have no worker before the run ends (resumable)
+POLL = 1.0  # seconds between checks of a Dask cluster's workers while chunks run
 
 
 class ExecutorError(RuntimeError):
@@ -37,6 +44,34 @@ class ExecutorError(RuntimeError):
 
 class WorkerDied(RuntimeError):
     """A worker process died mid-chunk; the chunks finished before it are stored."""
+
+
+class ClusterLost(RuntimeError):
+    """A Dask cluster with no worker for too long, or a scheduler that went away; the message says which."""
+
+
+def check_address(address: str) -> str:
+    """A Dask scheduler address (``tcp://host:port``; ``host:port`` means tcp), or ExecutorError saying why not."""
+    shown = clean_text(repr(address), 80)
+    scheme, sep, rest = address.strip().partition("://")
+    if not sep:
+        scheme, rest = "tcp", address.strip()
+    if scheme not in SCHEMES:
+        raise ExecutorError(
+            f"--scheduler {shown}: {clean_text(scheme, 20)}:// is not a Dask transport; give the address the scheduler "
+            "prints, e.g. tcp://10.0.0.5:8786 (or tls://...)."
+        )
+    if scheme == "inproc":
+        return address.strip()
+    host, colon, port = rest.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 address is written [::1]:8786
+    bad_host = not host or any(c.isspace() or c in "/?#@[]" for c in host)
+    if not colon or bad_host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ExecutorError(
+            f"--scheduler {shown} is not a scheduler address: give host and port as the scheduler prints them, "
+            "e.g. tcp://10.0.0.5:8786."
+        )
+    return address.strip()
 
 
 def available_cores() -> int:
@@ -130,9 +165,12 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, workers: int | None = None, scheduler: str | None = None):
+    def __init__(
+        self, workers: int | None = None, scheduler: str | None = None, worker_timeout: float = WORKER_TIMEOUT
+    ):
         self.workers = workers or available_cores()
-        self.scheduler = scheduler
+        self.scheduler = check_address(scheduler) if scheduler else None
+        self.worker_timeout = worker_timeout
 
     def __enter__(self) -> DaskExecutor:
         from dask.distributed import Client, LocalCluster
@@ -141,10 +179,10 @@ class DaskExecutor:
         if self.scheduler:
             try:
                 self._client = Client(self.scheduler)
-            except (OSError, TimeoutError) as err:  # distributed raises OSError on a connect timeout
+            except (OSError, TimeoutError, ValueError, TypeError) as err:  # OSError on a connect timeout
                 raise ExecutorError(
-                    f"cannot reach the Dask scheduler at {self.scheduler} ({err}). Check the address "
-                    "(tcp://host:port, as the scheduler prints it) and that the scheduler is running and "
+                    f"cannot reach the Dask scheduler at {self.scheduler} ({clean_text(err, 200)}). Check the "
+                    "address (tcp://host:port, as the scheduler prints it) and that the scheduler is running and "
                     "reachable from this machine."
                 ) from None
             # Workers of a batch-queue cluster may not have started yet; counted again as chunks finish.
@@ -171,41 +209,82 @@ class DaskExecutor:
     def imap_unordered(self, fn: Callable, tasks: Iterable) -> Iterator[Any]:
         """Yield ``fn(task)`` for each task, as the Dask workers finish them.
 
-        Workers can join (or leave) at any time on a batch-queue cluster, so after each finished
-        chunk the threads are counted again and the tasks in flight topped up to twice that.
+        Workers can join (or leave) at any time on a batch-queue cluster, so the threads are counted
+        again after each finished chunk (and every :data:`POLL` seconds) and the tasks in flight
+        topped up to twice that. A cluster without any worker for ``worker_timeout`` seconds ends
+        the run with :class:`ClusterLost` rather than wait for ever.
+
+        Raises:
+            WorkerDied: the scheduler gave up on a chunk whose workers kept dying.
+            ClusterLost: no worker for ``worker_timeout`` seconds, or the scheduler went away.
         """
-        from dask.distributed import KilledWorker, as_completed
+        from dask.distributed import KilledWorker
+        from dask.distributed import wait as dask_wait
 
         tasks = iter(tasks)
-        futures = as_completed()
-        in_flight = 0
+        pending: set = set()
+        idle_since: float | None = None
 
-        def top_up() -> None:
-            nonlocal in_flight
+        def top_up() -> int:
             threads = self._threads()
             self.workers = max(self.workers, threads)
-            for t in islice(tasks, max(max(2 * threads, 2) - in_flight, 0)):
-                futures.add(self._client.submit(fn, t, pure=False))
-                in_flight += 1
+            for t in islice(tasks, max(max(2 * threads, 2) - len(pending), 0)):
+                pending.add(self._client.submit(fn, t, pure=False))
+            return threads
 
-        top_up()
-        for future in futures:
-            in_flight -= 1
+        def lost(err: BaseException) -> ClusterLost:
+            return ClusterLost(
+                f"lost the connection to the Dask scheduler at {self._address()} ({clean_text(err, 120)}); check "
+                "that it is still running"
+            )
+
+        def checked(call: Callable, *args, **kwargs) -> Any:
+            """A call to the scheduler; a dropped connection (CommClosedError is an OSError) as ClusterLost."""
             try:
-                result = future.result()
-            except KilledWorker as err:  # the scheduler gave up on a chunk whose workers kept dying
-                raise WorkerDied(str(err)) from err
-            future.release()
-            yield result
-            top_up()
+                return call(*args, **kwargs)
+            except TimeoutError:  # an OSError too, but only the wait's timeout: nothing finished yet
+                raise
+            except (OSError, CancelledError) as err:
+                raise lost(err) from None
+
+        checked(top_up)
+        while pending:
+            try:
+                done = checked(dask_wait, list(pending), timeout=POLL, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                done = set()
+            for future in done:
+                pending.discard(future)
+                try:
+                    result = future.result()
+                except KilledWorker as err:  # the scheduler gave up on a chunk whose workers kept dying
+                    raise WorkerDied(str(err)) from err
+                except CancelledError as err:  # the scheduler dropped it: it went away
+                    raise lost(err) from None
+                future.release()
+                yield result
+            if checked(top_up):
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= self.worker_timeout:
+                raise ClusterLost(
+                    f"the Dask cluster at {self._address()} has had no worker for {self.worker_timeout:g} s "
+                    "(every worker died, or none started); start workers (or check the cluster's batch jobs)"
+                )
+
+    def _address(self) -> str:
+        return self.scheduler or "(local cluster)"
 
 
-def make_executor(name: str, workers: int | None = None, scheduler: str | None = None):
+def make_executor(
+    name: str, workers: int | None = None, scheduler: str | None = None, worker_timeout: float = WORKER_TIMEOUT
+):
     """The executor called ``name`` (one of :data:`EXECUTORS`), not yet entered."""
     if name == "serial":
         return SerialExecutor()
     if name == "processes":
         return ProcessExecutor(workers)
     if name == "dask":
-        return DaskExecutor(workers, scheduler)
+        return DaskExecutor(workers, scheduler, worker_timeout)
     raise ValueError(f"executor {name!r} is not known: use one of {', '.join(EXECUTORS)}.")

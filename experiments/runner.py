@@ -25,10 +25,11 @@ from tqdm import tqdm
 
 from experiments import sampling, store
 from experiments.chunk import ChunkTask, Evaluator, run_chunk
-from experiments.executors import make_executor
+from experiments.executors import WORKER_TIMEOUT, make_executor
+from experiments.resume import open_store
 from experiments.spec import ExperimentSpec
 from sim.memory import keep_freed_memory
-from sim.outcomes import METRICS
+from sim.outcomes import METRICS, undefined_reason
 from sim.run import batch_metrics
 
 
@@ -52,9 +53,9 @@ def chunk_tasks(
         )
 
 
-def _run_chunks(spec, sample, out, todo, n_done, evaluator, session, progress, executor_args) -> None:
-    """Run the chunks in ``todo`` on the executor, writing each as it finishes."""
-    n_sets, n_chunks = len(sample), -(-len(sample) // spec.chunk_size)
+def _run_chunks(spec, sample, out, todo, manifest, evaluator, session, progress, executor_args) -> None:
+    """Run the chunks in ``todo`` on the executor, writing each (and its checksum in the manifest) as it finishes."""
+    n_sets, n_chunks = len(sample), manifest["n_chunks"]
     runs_done = (n_sets - sum(min(spec.chunk_size, n_sets - i * spec.chunk_size) for i in todo)) * spec.replicates
     bar = tqdm(
         total=n_sets * spec.replicates,
@@ -65,34 +66,57 @@ def _run_chunks(spec, sample, out, todo, n_done, evaluator, session, progress, e
         smoothing=0.1,
         dynamic_ncols=True,
     )
+    digest = manifest["spec_hash"]
     with bar, make_executor(*executor_args) as pool:
         try:
             for index, columns in pool.imap_unordered(run_chunk, chunk_tasks(spec, sample, todo, evaluator)):
                 frame = pd.DataFrame(columns)
-                store.write_parquet(frame, store.chunk_path(out, index))
+                try:
+                    manifest["chunks"][store.chunk_name(index)] = store.write_chunk(out, index, frame, digest)
+                    store.write_json(manifest, out / store.MANIFEST)
+                except OSError as err:
+                    raise store.StoreError(
+                        f"cannot write {store.chunk_path(out, index)} ({err.strerror or err}); the "
+                        f"{len(manifest['chunks'])} chunks finished so far are kept in {out}. Free some space "
+                        "(or fix the permissions), then run the same command to finish."
+                    ) from None
                 session["chunks_run"] += 1
                 session["runs"] += len(frame)
                 bar.update(len(frame))
-                bar.set_postfix_str(f"chunks {n_done + session['chunks_run']}/{n_chunks}", refresh=False)
+                bar.set_postfix_str(f"chunks {len(manifest['chunks'])}/{n_chunks}", refresh=False)
         finally:  # read last: a Dask cluster's workers may join after the start
             session["workers"] = pool.workers
 
 
-def _record(out: Path, session: dict[str, Any], seconds: float, n_chunks: int) -> dict[str, Any]:
-    """Add this session's timings to the manifest; return the manifest."""
-    session |= {"finished": store.now(), "seconds": round(seconds, 3), "provenance": store.provenance()}
+def _record(out: Path, manifest: dict[str, Any], session: dict[str, Any], seconds: float) -> None:
+    """Complete this session's entry of the manifest with its timings, and write the manifest."""
+    session |= {"finished": store.now(), "seconds": round(seconds, 3)}
     session["runs_per_second"] = round(session["runs"] / seconds, 1) if session["runs"] and seconds else None
-    manifest = store.read_manifest(out)
-    manifest["sessions"].append(session)
-    manifest["complete"] = len(store.done_chunks(out)) == n_chunks
+    manifest["complete"] = len(manifest["chunks"]) == manifest["n_chunks"]
     manifest["seconds_total"] = round(sum(s.get("seconds", 0) for s in manifest["sessions"]), 3)
     store.write_json(manifest, out / store.MANIFEST)
-    return manifest
+
+
+def _start_session(manifest: dict[str, Any], executor: str) -> dict[str, Any]:
+    """This session's entry, written at once so that a killed session leaves its trace in the manifest."""
+    for earlier in manifest["sessions"]:
+        if isinstance(earlier, dict) and "finished" not in earlier and "ended" not in earlier:
+            earlier["ended"] = "without a record of its end: the process was killed or the machine stopped"
+    session = {
+        "started": store.now(),
+        "executor": executor,
+        "chunks_before": len(manifest["chunks"]),
+        "chunks_run": 0,
+        "runs": 0,
+        "provenance": store.provenance(),
+    }
+    manifest["sessions"].append(session)
+    return session
 
 
 def _warn_if_code_changed(manifest: dict[str, Any], out: Path) -> None:
     """Resuming with other code may mix engine versions: say so (the sessions record each commit)."""
-    first = manifest.get("provenance", {}).get("git_commit")
+    first = (manifest.get("provenance") or {}).get("git_commit")
     now = store.provenance()["git_commit"]
     if manifest.get("sessions") and first and now and first != now:
         print(
@@ -111,6 +135,7 @@ def run_experiment(
     evaluator: Evaluator = batch_metrics,
     progress: bool = True,
     analyse: bool = True,
+    worker_timeout: float = WORKER_TIMEOUT,
 ) -> dict[str, Any]:
     """Run ``spec`` into ``out``, resuming an earlier run of the same spec; return the manifest.
 
@@ -123,11 +148,15 @@ def run_experiment(
         evaluator: the batched model call; a module-level function (see the module docstring).
         progress: show a tqdm progress bar on stderr.
         analyse: write indices.csv and figures when every chunk is done.
+        worker_timeout: seconds a Dask cluster may have no worker before the run ends (dask only).
 
     Raises:
         experiments.store.StoreError: ``out`` holds another spec's results or cannot be used.
         experiments.executors.ExecutorError: the Dask scheduler cannot be reached.
         experiments.executors.WorkerDied: a worker process died; finished chunks are stored.
+        experiments.executors.ClusterLost: a Dask cluster without workers, or its scheduler gone; finished
+            chunks are stored.
+        experiments.lock.LockError: another process is using ``out``.
     """
     keep_freed_memory()  # the analysis's bootstrap reuses memory instead of faulting it in again
     out = Path(out)
@@ -140,29 +169,41 @@ def run_experiment(
         "n_chunks": n_chunks,
         "runs": n_sets * spec.replicates,
         "problem": sampling.problem(spec.factors),
-        "metrics": {m.name: {"label": m.label, "unit": m.unit} for m in METRICS},
+        "metrics": {m.name: {"label": m.label, "unit": m.unit, "undefined": undefined_reason(m.name)} for m in METRICS},
     }
-    manifest = store.open_store(out, spec, sample, extra)
-    _warn_if_code_changed(manifest, out)
-    done = store.done_chunks(out)
-    todo = [i for i in range(n_chunks) if i not in done]
-    session = {"started": store.now(), "executor": executor, "chunks_before": len(done), "chunks_run": 0, "runs": 0}
-    started = time.perf_counter()
-    try:
-        if todo:
-            _run_chunks(
-                spec, sample, out, todo, len(done), evaluator, session, progress, (executor, workers, scheduler)
-            )
-    except BaseException:
-        session["interrupted"] = True
-        raise
-    finally:
-        manifest = _record(out, session, time.perf_counter() - started, n_chunks)
-    if analyse and manifest["complete"]:
-        from analysis.sensitivity import analyse_dir
-
-        started = time.perf_counter()
-        analyse_dir(out)
-        manifest["sessions"][-1]["analysis_seconds"] = round(time.perf_counter() - started, 3)
+    manifest, lock = open_store(out, spec, sample, extra)
+    with lock:  # held until the run, its manifest and its analysis are written
+        _warn_if_code_changed(manifest, out)
+        todo = [i for i in range(n_chunks) if store.chunk_name(i) not in manifest["chunks"]]
+        session = _start_session(manifest, executor)
         store.write_json(manifest, out / store.MANIFEST)
+        started = time.perf_counter()
+        try:
+            if todo:
+                _run_chunks(
+                    spec,
+                    sample,
+                    out,
+                    todo,
+                    manifest,
+                    evaluator,
+                    session,
+                    progress,
+                    (executor, workers, scheduler, worker_timeout),
+                )
+        except BaseException:
+            session["interrupted"] = True
+            try:
+                _record(out, manifest, session, time.perf_counter() - started)
+            except OSError:  # the disk that failed a chunk may fail this too; the chunks are what matters
+                pass
+            raise
+        _record(out, manifest, session, time.perf_counter() - started)
+        if analyse and manifest["complete"]:
+            from analysis.sensitivity import analyse_dir
+
+            started = time.perf_counter()
+            analyse_dir(out)
+            session["analysis_seconds"] = round(time.perf_counter() - started, 3)
+            store.write_json(manifest, out / store.MANIFEST)
     return manifest

@@ -23,7 +23,7 @@ import pandas as pd
 from SALib.sample import fast_sampler, latin, morris, sobol
 from scipy import stats
 
-from experiments.spec import ExperimentSpec, Factor
+from experiments.spec import ExperimentSpec, Factor, SpecError
 
 UNIT_PREFIX = "u:"
 
@@ -55,14 +55,16 @@ def distribution(factor: Factor):
     if factor.distribution == "norm":
         return stats.norm(loc=factor.mean, scale=factor.sd)
     if factor.distribution == "lognorm":
-        return stats.lognorm(s=factor.sd, scale=np.exp(factor.mean))
+        with np.errstate(over="ignore"):  # a huge mean: scale inf, refused as holding no mass in range
+            return stats.lognorm(s=factor.sd, scale=np.exp(factor.mean))
     return stats.uniform(loc=factor.low, scale=factor.high - factor.low)
 
 
 def mass_in_range(factor: Factor) -> float:
-    """Probability that the untruncated distribution falls in [low, high]."""
+    """Probability that the untruncated distribution falls in [low, high] (NaN when it cannot be computed)."""
     dist = distribution(factor)
-    return float(dist.cdf(factor.high) - dist.cdf(factor.low))
+    with np.errstate(all="ignore"):
+        return float(dist.cdf(factor.high) - dist.cdf(factor.low))
 
 
 def to_values(factor: Factor, u: np.ndarray) -> np.ndarray:
@@ -99,6 +101,12 @@ def sample(spec: ExperimentSpec) -> pd.DataFrame:
         frame = pd.DataFrame(columns)
     for f in spec.factors:
         frame[f.name] = frame[f.name].astype({"float": "float64", "int": "int64", "choice": "object"}[f.kind])
+        if f.kind == "float" and not np.isfinite(frame[f.name].to_numpy()).all():  # never NaN into the engine
+            where = f"{spec.path or '<spec>'}, [parameters.{f.name}]"
+            raise SpecError(
+                f"{where}: its distribution gives values that are not numbers (NaN) for some draws; check mean and "
+                "sd (lognorm's are on the log scale)."
+            )
     frame.index.name = "set"
     return frame
 

@@ -38,7 +38,7 @@ from sim import parameters
 from sim.outcomes import METRICS
 from sim.parameters import ParameterError
 from sim.scenario import Scenario, ScenarioError, load_scenario
-from sim.userfiles import read_toml
+from sim.userfiles import check_name, clean_text, read_toml
 
 SPEC_DIR = Path(__file__).resolve().parent
 METHODS = ("sobol", "morris", "fast", "rbd_fast", "delta", "grid", "oat")
@@ -221,7 +221,7 @@ def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSp
     options = _options(data, method, path)
     N = _sample_size(data, method, factors, options, path)
     return ExperimentSpec(
-        name=_text(data, "name", path) or path.stem,
+        name=check_name(data["name"], str(path), SpecError) if "name" in data else path.stem,
         description=_text(data, "description", path),
         method=method,
         factors=factors,
@@ -239,16 +239,26 @@ def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSp
     )
 
 
-def _toml(value: Any) -> str:
-    """``value`` as a TOML file writes it (true, "text", [1, 2]), so a message quotes the file's own syntax."""
+def _toml(value: Any, limit: int = 80) -> str:
+    """``value`` as a TOML file writes it (true, "text", [1, 2]), so a message quotes the file's own syntax.
+
+    Cut to ``limit`` characters, so a huge value is not echoed whole.
+    """
+    return clean_text(_toml_text(value, 0), limit)
+
+
+def _toml_text(value: Any, depth: int) -> str:
+    if depth > 8:
+        return "..."
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return json.dumps(value)
+        return json.dumps(value[:200])
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
+        return "[" + ", ".join(_toml_text(v, depth + 1) for v in value[:20]) + (", ...]" if len(value) > 20 else "]")
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+        items = list(value.items())[:20]
+        return "{" + ", ".join(f"{k} = {_toml_text(v, depth + 1)}" for k, v in items) + "}"
     return str(value)
 
 
@@ -406,6 +416,8 @@ def _factor(param, settings: dict[str, Any], method: str, where: str) -> Factor:
         value = settings.get(key, (low + high) / 2 if key == "peak" else None)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SpecError(f"{where}: distribution {_toml(dist)} needs {key} = a number.")
+        if not math.isfinite(value):  # NaN passes every range comparison, and would reach the engine
+            raise SpecError(f"{where}: {key} = {_toml(value)} must be a finite number.")
         values[key] = float(value)
     if "peak" in values and not low <= values["peak"] <= high:
         raise SpecError(f"{where}: peak = {values['peak']:g} must lie within [{low:g}, {high:g}].")
@@ -414,7 +426,7 @@ def _factor(param, settings: dict[str, Any], method: str, where: str) -> Factor:
     factor = Factor(factor.name, factor.kind, low, high, distribution=dist, **values)
     from experiments.sampling import mass_in_range  # sampling imports this module
 
-    if mass_in_range(factor) < 1e-3:
+    if not mass_in_range(factor) >= 1e-3:  # NaN (an overflowing lognorm) counts as no mass
         raise SpecError(
             f"{where}: distribution {_toml(dist)} puts almost none of its mass inside [{low:g}, {high:g}], "
             "where it is truncated; move mean into the range or widen sd (lognorm's mean and sd are on the log scale)."
@@ -424,8 +436,8 @@ def _factor(param, settings: dict[str, Any], method: str, where: str) -> Factor:
 
 def _bound(param, settings, key, default, where) -> float:
     value = settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SpecError(f"{where}: {key} = {_toml(value)} must be a number.")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise SpecError(f"{where}: {key} = {_toml(value)} must be a finite number.")
     if not param.low <= value <= param.high:
         raise SpecError(
             f"{where}: {key} = {value:g} is outside the registry range of {param.name}, "
@@ -462,14 +474,16 @@ def _levels(param, settings, low, high, where) -> tuple[Any, ...]:
 def _choice_factor(param, settings, gridded, where) -> Factor:
     for key in settings:
         if key != "levels":
-            raise SpecError(f"{where}: {param.name} is a choice; it takes only levels = {_toml(param.choices)}.")
+            raise SpecError(f"{where}: {param.name} is a choice; it takes only levels = {_toml(param.choices, 200)}.")
     levels = settings.get("levels", list(param.choices))
     if not isinstance(levels, list) or not levels:
-        raise SpecError(f"{where}: levels must be a non-empty list, e.g. levels = {_toml(param.choices)}.")
+        raise SpecError(f"{where}: levels must be a non-empty list, e.g. levels = {_toml(param.choices, 200)}.")
     try:
         checked = tuple(param.validate(v, f"{where}, levels") for v in levels)
     except ParameterError as err:
         raise SpecError(str(err)) from None
+    if len(set(checked)) != len(checked):  # a repeated choice would be drawn (or run) twice as often
+        raise SpecError(f"{where}: levels repeat a choice; list each choice once.")
     if not gridded and len(checked) < 2:
         raise SpecError(f"{where}: list at least two choices to vary, or move {param.name} to [fixed].")
     return Factor(param.name, "choice", choices=checked, levels=checked if gridded else ())

@@ -1,21 +1,25 @@
-"""The results directory of one experiment, and how it is written so a crash loses nothing finished.
+"""The results directory of one experiment: its layout, and how each file is written so a crash loses nothing.
 
 Layout of ``DIR``::
 
-    manifest.json             spec and its hash, seed, git commit, package versions, timings
-    sample.parquet            the parameter sets, one row per set (see experiments.sampling)
-    chunks/chunk-00012.parquet  outputs of chunk 12: one row per (set, replicate), every metric
-    indices.csv, figures/     written by ``python -m analysis sensitivity DIR``
+    manifest.json               spec and its hash, seed, git commit, package versions, sessions, and the
+                                size and SHA-256 of the sample and of every finished chunk
+    sample.parquet              the parameter sets, one row per set (see experiments.sampling)
+    chunks/chunk-00012.parquet  outputs of chunk 12: one row per (set, replicate), every metric; its
+                                Parquet metadata names the spec hash and the chunk
+    indices.csv, figures/       written by ``python -m analysis sensitivity DIR``
+    .lock                       the lock of the process using DIR (experiments.lock)
 
-Every file is written to a temporary name in the same directory and then renamed (``os.replace``
-is atomic on POSIX), so a chunk file on disk is always complete and a killed run resumes by running
-only the chunks whose files are missing. A directory belongs to one spec hash; a changed spec
-pointed at it is refused, never mixed.
+Every file is written to a temporary name in the same directory, flushed to disk and then renamed
+(``os.replace`` is atomic on POSIX), so a file on disk is always complete. How a directory is created,
+locked and verified on resume is :mod:`experiments.resume`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -28,12 +32,11 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.spec import ExperimentSpec, run_part
-from sim.userfiles import output_dir
-
 MANIFEST = "manifest.json"
 SAMPLE = "sample.parquet"
 CHUNKS = "chunks"
+SPEC_HASH_KEY = b"alliancesim.spec_hash"  # Parquet metadata of a chunk: the spec it was run for
+CHUNK_KEY = b"alliancesim.chunk"
 PACKAGES = ("alliancesim", "numpy", "scipy", "pandas", "SALib", "mesa", "numba", "pyarrow", "dask", "distributed")
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,13 +45,23 @@ class StoreError(RuntimeError):
     """A results directory that cannot be used for this spec; the message says what to do."""
 
 
+def chunk_name(index: int) -> str:
+    """The file name of chunk ``index``."""
+    return f"chunk-{index:05d}.parquet"
+
+
 def chunk_path(out: Path, index: int) -> Path:
     """The file of chunk ``index``."""
-    return out / CHUNKS / f"chunk-{index:05d}.parquet"
+    return Path(out) / CHUNKS / chunk_name(index)
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is a temporary file of :func:`write_atomic` (left behind only by a killed write)."""
+    return name.startswith(".") and ".tmp-" in name
 
 
 def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    """Call ``write(tmp)`` on a temporary file beside ``path``, flush it to disk, then rename it to ``path``."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
@@ -60,48 +73,105 @@ def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
     return path
 
 
-def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
-    """Write ``frame`` as Parquet, atomically."""
-    return write_atomic(path, lambda tmp: frame.to_parquet(tmp, engine="pyarrow"))
+def write_bytes(data: bytes, path: Path) -> dict[str, Any]:
+    """Write ``data`` to ``path`` atomically; return its :func:`checksum`."""
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
+    return checksum(data)
+
+
+def checksum(data: bytes) -> dict[str, Any]:
+    """Size and SHA-256 of ``data``, as the manifest records them."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def file_checksum(path: Path) -> dict[str, Any]:
+    """:func:`checksum` of a file's contents."""
+    return checksum(Path(path).read_bytes())
+
+
+def parquet_bytes(frame: pd.DataFrame, metadata: dict[bytes, bytes] | None = None) -> bytes:
+    """``frame`` as Parquet, with ``metadata`` added to the schema's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def write_parquet(frame: pd.DataFrame, path: Path, metadata: dict[bytes, bytes] | None = None) -> dict[str, Any]:
+    """Write ``frame`` as Parquet, atomically; return its checksum."""
+    return write_bytes(parquet_bytes(frame, metadata), path)
+
+
+def write_chunk(out: Path, index: int, frame: pd.DataFrame, spec_hash: str) -> dict[str, Any]:
+    """Write chunk ``index``, its Parquet metadata naming the spec and the chunk; return its checksum."""
+    metadata = {SPEC_HASH_KEY: spec_hash.encode(), CHUNK_KEY: str(index).encode()}
+    return write_parquet(frame, chunk_path(out, index), metadata)
+
+
+def chunk_metadata(path: Path) -> dict[bytes, bytes]:
+    """The Parquet schema metadata of a chunk file (raises on a file that is not Parquet)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).metadata or {}
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """SHA-256 of a frame's column names, types and values: the same sample gives the same digest."""
+    h = hashlib.sha256()
+    for name in frame.columns:
+        column = frame[name]
+        h.update(f"{name}\x1f{column.dtype}\x1e".encode())
+        if column.dtype.kind in "biuf":
+            h.update(column.to_numpy().tobytes())
+        else:
+            h.update("\x1f".join(map(str, column.tolist())).encode())
+    return h.hexdigest()
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float as None, so the JSON is valid (``null``, never ``NaN``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value
 
 
 def write_json(data: dict[str, Any], path: Path) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    """Write ``data`` as indented JSON, atomically; undefined numbers (NaN, inf) as null."""
+    text = json.dumps(json_ready(data), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n"
     return write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
     """The manifest of ``out``."""
-    return json.loads((out / MANIFEST).read_text())
-
-
-def _checked_manifest(out: Path) -> dict[str, Any]:
-    """The manifest of ``out``, or a StoreError if it is not one this package wrote."""
-    try:
-        manifest = read_manifest(out)
-    except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8
-        problem = f"cannot be read ({err})"
-    else:
-        missing = [k for k in ("spec_hash", "spec", "sessions") if not isinstance(manifest, dict) or k not in manifest]
-        if not missing:
-            return manifest
-        problem = f"lacks {', '.join(missing)}"
-    raise StoreError(
-        f"{out / MANIFEST} {problem}, so the results in {out} cannot be matched to a spec; it may have been "
-        f"cut short or edited. Delete {out} to start over, or give a new --out directory."
-    )
+    return json.loads((Path(out) / MANIFEST).read_text())
 
 
 def done_chunks(out: Path) -> set[int]:
-    """Indices of the chunks whose files are on disk."""
-    return {int(p.stem.split("-")[1]) for p in (out / CHUNKS).glob("chunk-*.parquet")}
+    """Indices of the chunk files on disk (verified or not; see :mod:`experiments.resume`)."""
+    folder = Path(out) / CHUNKS
+    if not folder.is_dir():
+        return set()
+    found = set()
+    for p in folder.glob("chunk-*.parquet"):
+        number = p.name[len("chunk-") : -len(".parquet")]
+        if number.isdigit():
+            found.add(int(number))
+    return found
 
 
 def read_outputs(out: Path) -> pd.DataFrame:
     """Every stored output, one row per (set, replicate), sorted."""
     out = Path(out)
-    files = sorted((out / CHUNKS).glob("chunk-*.parquet"))
+    files = [chunk_path(out, i) for i in sorted(done_chunks(out))]
     if not files:
         return pd.DataFrame()
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
@@ -136,72 +206,3 @@ def _git(*args: str) -> str:
 def now() -> str:
     """The current UTC time, ISO 8601."""
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def open_store(out: Path, spec: ExperimentSpec, sample: pd.DataFrame, extra: dict[str, Any]) -> dict[str, Any]:
-    """Prepare ``out`` for ``spec``: a new directory, or the same spec's earlier run to resume.
-
-    Args:
-        out: the results directory.
-        spec: the experiment.
-        sample: its parameter sets, from :func:`experiments.sampling.sample`.
-        extra: more manifest fields for a new directory (problem, chunk count, ...).
-
-    Returns:
-        The manifest.
-
-    Raises:
-        StoreError: ``out`` holds another spec's results, files that are not a run's or an unreadable
-            manifest, is a file, or cannot be created.
-    """
-    digest = spec.digest()
-    output_dir(out, StoreError)
-    if (out / MANIFEST).exists():
-        manifest = _checked_manifest(out)
-        if manifest["spec_hash"] != digest:
-            old = run_part(manifest["spec"])
-            new = json.loads(json.dumps(spec.run_dict(), default=str))
-            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            if changed:
-                raise StoreError(
-                    f"{out} holds results of a different spec (hash {manifest['spec_hash'][:12]}, "
-                    f"this spec {digest[:12]}; changed: {', '.join(changed)}). "
-                    "Results are never mixed: give a new --out directory, or delete this one to start over."
-                )
-            # Same runs under an older hash (one that still counted the spec's name): adopt this one.
-            manifest["spec_hash"] = digest
-            write_json(manifest, out / MANIFEST)
-        stored = pd.read_parquet(out / SAMPLE)
-        if not stored.astype(object).equals(sample.astype(object)):
-            raise StoreError(
-                f"{out}/{SAMPLE} differs from the sample this spec draws now (a different SALib version?). "
-                "Give a new --out directory, or delete this one to start over."
-            )
-        for tmp in (out / CHUNKS).glob(".*.tmp-*"):  # left by a killed run
-            tmp.unlink(missing_ok=True)
-        if manifest["spec"] != json.loads(json.dumps(spec.to_dict())):  # outputs or bootstrap settings
-            manifest["spec"] = spec.to_dict()
-            write_json(manifest, out / MANIFEST)
-        return manifest
-    if out.exists() and any(out.iterdir()):
-        raise StoreError(
-            f"{out} is not empty and has no {MANIFEST}, so it is not an experiment's results directory. "
-            "Give a new or empty --out directory."
-        )
-    output_dir(out / CHUNKS, StoreError)
-    write_parquet(sample, out / SAMPLE)
-    manifest = {
-        "name": spec.name,
-        "description": spec.description,
-        "spec_file": str(spec.path) if spec.path else None,
-        "spec_hash": digest,
-        "seed": spec.seed,
-        "created": now(),
-        "complete": False,
-        **extra,
-        "spec": spec.to_dict(),
-        "provenance": provenance(),
-        "sessions": [],
-    }
-    write_json(manifest, out / MANIFEST)
-    return manifest

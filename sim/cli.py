@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from analysis.vignette import PICKS, VignetteError
@@ -17,6 +21,7 @@ from sim import parameters, userfiles
 from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
 from sim.scenario import ScenarioError, list_scenarios, load_scenario
+from sim.userfiles import clean_text
 
 
 class OutputError(ValueError):
@@ -25,6 +30,17 @@ class OutputError(ValueError):
 
 USER_ERRORS = (ScenarioError, ParameterError, VignetteError, OutputError)
 APP_SCENARIO_VARIABLE = "ALLIANCESIM_SCENARIO"  # how ``app`` tells sim/app.py which scenario to start from
+RUN_FILES = ("clients.csv", "sessions.csv", "events.csv", "summary.json", "summary.png", "summary.svg")
+COMPARE_FILES = ("compare.csv", "compare.png", "compare.svg")
+VIGNETTE_FILES = ("vignette.md", "vignette.png", "vignette.svg")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, its error line cleaned of control characters and cut short: it quotes the arguments given."""
+
+    def error(self, message: str):
+        """Print the usage and the cleaned message, exit 2."""
+        super().error(clean_text(message, 400))
 
 
 def _integer(text: str, lowest: int) -> int:
@@ -47,9 +63,65 @@ def positive_int(text: str) -> int:
     return _integer(text, 1)
 
 
+def positive_float(text: str) -> float:
+    """Argument type: a finite number above 0 (seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number above 0")
+    return value
+
+
 def seed_int(text: str) -> int:
     """Argument type: a seed, an integer of 0 or more."""
     return _integer(text, 0)
+
+
+def port_int(text: str) -> int:
+    """Argument type: a TCP port, 1 to 65535."""
+    value = _integer(text, 1)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port: use 1 to 65535")
+    return value
+
+
+def summary_json(summary: dict) -> str:
+    """A run's summary as JSON: an undefined metric is ``null``, with the reason under ``undefined``."""
+    from sim.outcomes import METRICS, undefined_reason
+
+    undefined = {
+        m.name: undefined_reason(m.name)
+        for m in METRICS
+        if isinstance(summary.get(m.name), float) and not math.isfinite(summary[m.name])
+    }
+    data = {k: (None if k in undefined else v) for k, v in summary.items()}
+    if undefined:
+        data["undefined"] = undefined
+    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def rate(summary: dict, key: str, digits: str = ".1%") -> str:
+    """A metric of the summary for the terminal: its value, or "undefined" and why."""
+    from sim.outcomes import undefined_reason
+
+    value = summary[key]
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"undefined ({undefined_reason(key)})"
+    return format(value, digits)
+
+
+@contextmanager
+def writing(out: Path | str, what: str = "simulation") -> Iterator[None]:
+    """Turn a failure to write the outputs into ``out`` (disk full, permissions changed) into one paragraph."""
+    try:
+        yield
+    except OSError as err:
+        raise OutputError(
+            f"cannot write {err.filename or out} ({err.strerror or err}): the {what} ran, but its outputs could "
+            f"not all be saved in {out}. Free some space or fix the permissions, and run the command again."
+        ) from None
 
 
 def write_run(result, out: Path) -> list[Path]:
@@ -63,16 +135,16 @@ def write_run(result, out: Path) -> list[Path]:
         getattr(result, name).to_csv(path, index=False)
         written.append(path)
     path = out / "summary.json"
-    path.write_text(json.dumps(result.summary, indent=2, sort_keys=True) + "\n")
+    path.write_text(summary_json(result.summary))
     written.append(path)
     fig = summary_figure(result.clients, result.sessions, title=f"Scenario: {result.summary['scenario']}")
     written += save(fig, out, "summary")
     return written
 
 
-def output_dir(out: str | Path, flag: str = "--out") -> Path:
-    """Create the output directory, or refuse it before any simulation runs (nothing computed is lost)."""
-    return userfiles.output_dir(out, OutputError, flag)
+def output_dir(out: str | Path, flag: str = "--out", files: tuple[str, ...] = ()) -> Path:
+    """Create the output directory and check ``files`` can be written into it, before any simulation runs."""
+    return userfiles.output_dir(out, OutputError, flag, files)
 
 
 def cmd_run(args) -> int:
@@ -80,18 +152,21 @@ def cmd_run(args) -> int:
     from sim.run import simulate
 
     overrides = dict(parameters.parse_assignment(a) for a in args.set)
-    scenario = load_scenario(args.scenario)
-    out = output_dir(args.out)
-    result = simulate(scenario, clients=args.clients, therapists=args.therapists, seed=args.seed, overrides=overrides)
-    write_run(result, out)
+    settings = {"clients": args.clients, "therapists": args.therapists, "seed": args.seed, "overrides": overrides}
+    scenario = load_scenario(args.scenario).with_settings(**settings)  # checked before any directory is made
+    out = output_dir(args.out, files=RUN_FILES)
+    result = simulate(scenario)
+    with writing(out):
+        write_run(result, out)
     s = result.summary
     print(
-        f"{s['scenario']}: {s['clients']} clients, {s['therapists']} therapists, seed {s['seed']}\n"
-        f"  dropout {s['dropout_rate']:.1%}, recovery {s['recovery_rate']:.1%}, "
-        f"reliable improvement {s['reliable_improvement_rate']:.1%}, "
-        f"deterioration {s['reliable_deterioration_rate']:.1%}\n"
-        f"  mean sessions {s['mean_sessions']:.1f}, r(alliance, outcome) = {s['alliance_outcome_r']:.2f}\n"
-        f"  written to {args.out}/"
+        f"{clean_text(s['scenario'])}: {s['clients']} clients, {s['therapists']} therapists, seed {s['seed']}\n"
+        f"  dropout {rate(s, 'dropout_rate')}, recovery {rate(s, 'recovery_rate')}, "
+        f"reliable improvement {rate(s, 'reliable_improvement_rate')}, "
+        f"deterioration {rate(s, 'reliable_deterioration_rate')}\n"
+        f"  mean sessions {rate(s, 'mean_sessions', '.1f')}, "
+        f"r(alliance, outcome) = {rate(s, 'alliance_outcome_r', '.2f')}\n"
+        f"  written to {out.resolve()}/"
     )
     return 0
 
@@ -100,22 +175,25 @@ def cmd_compare(args) -> int:
     """``compare``: scenarios side by side on common random numbers, over replicates."""
     from sim.comparison import compare
 
-    out = output_dir(args.out)
+    out = output_dir(args.out, files=COMPARE_FILES)
     result = compare(
         *args.scenarios, clients=args.clients, therapists=args.therapists, seed=args.seed, replicates=args.replicates
     )
-    result.save(out)
+    with writing(out):
+        result.save(out)
     s = result.settings
+    names = " vs ".join(clean_text(name, 40) for name in result.scenarios)
     print(
-        f"{' vs '.join(result.scenarios)}: {s['clients']} clients, {s['therapists']} therapists, seed {s['seed']}, "
-        f"common random numbers\n\n{result.text()}\n\nwritten to {args.out}/ (compare.csv, compare.png, compare.svg)"
+        f"{names}: {s['clients']} clients, {s['therapists']} therapists, seed {s['seed']}, "
+        f"common random numbers\n\n{result.text()}\n\nwritten to {out.resolve()}/ (compare.csv, compare.png, "
+        "compare.svg)"
     )
     return 0
 
 
 def cmd_vignette(args) -> int:
     """``vignette``: one dyad's course as a timeline figure and a plain-language account."""
-    from analysis.figures import save
+    from analysis.figures import plain_text, save
     from analysis.vignette import narrative, pick_client
     from analysis.vignette_figure import vignette_figure
     from sim.run import simulate
@@ -126,15 +204,17 @@ def cmd_vignette(args) -> int:
             f"no client {args.client} in this run: use an id from 0 to {scenario.clients - 1} "
             "(or --clients to grow it)."
         )
-    out = output_dir(args.out)
+    out = output_dir(args.out, files=VIGNETTE_FILES)
     result = simulate(scenario)
     client_id = pick_client(result.clients, args.pick) if args.pick else args.client
     followup, planned = int(scenario.params["followup_weeks"]), int(scenario.params["planned_sessions"])
-    text = narrative(result.clients, result.sessions, result.events, client_id, scenario.name, followup, planned)
-    (out / "vignette.md").write_text(text)
-    title = f"Client {client_id}, scenario {scenario.name} (seed {result.summary['seed']})"
-    save(vignette_figure(result.clients, result.sessions, client_id, title, followup), out, "vignette")
-    print(f"{text}\nwritten to {args.out}/ (vignette.md, vignette.png, vignette.svg)")
+    name = clean_text(scenario.name)
+    text = narrative(result.clients, result.sessions, result.events, client_id, name, followup, planned)
+    title = f"Client {client_id}, scenario {plain_text(name)} (seed {result.summary['seed']})"
+    with writing(out):
+        (out / "vignette.md").write_text(text)
+        save(vignette_figure(result.clients, result.sessions, client_id, title, followup), out, "vignette")
+    print(f"{text}\nwritten to {out.resolve()}/ (vignette.md, vignette.png, vignette.svg)")
     return 0
 
 
@@ -176,8 +256,18 @@ def cmd_app(args) -> int:
             file=sys.stderr,
         )
         return 2
+    with socket.socket() as probe:  # solara would fail on a taken port with a traceback of its own
+        try:
+            probe.bind(("127.0.0.1", args.port))
+        except OSError as err:
+            print(
+                f"error: --port {args.port}: cannot listen on 127.0.0.1:{args.port} ({err.strerror or err}); another "
+                "program may be using it: give another --port.",
+                file=sys.stderr,
+            )
+            return 2
     app = Path(__file__).with_name("app.py")
-    print(f"scenario {scenario.name}: open http://127.0.0.1:{args.port} (Ctrl-C stops the app)", flush=True)
+    print(f"scenario {clean_text(scenario.name)}: open http://127.0.0.1:{args.port} (Ctrl-C stops the app)", flush=True)
     env = {**os.environ, APP_SCENARIO_VARIABLE: args.scenario}
     command = [sys.executable, "-m", "solara", "run", str(app), "--host", "127.0.0.1", "--port", str(args.port)]
     try:
@@ -188,7 +278,7 @@ def cmd_app(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m sim``."""
-    parser = argparse.ArgumentParser(prog="python -m sim", description="alliancesim: therapy courses as agents")
+    parser = Parser(prog="python -m sim", description="alliancesim: therapy courses as agents")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a scenario and write its tables and figures")
@@ -235,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     app = sub.add_parser("app", help="the interactive browser app on localhost, starting from a scenario")
     app.add_argument("scenario", nargs="?", default="baseline", help="a scenario name or path (default baseline)")
-    app.add_argument("--port", type=positive_int, default=8765, help="localhost port (default 8765)")
+    app.add_argument("--port", type=port_int, default=8765, help="localhost port, 1 to 65535 (default 8765)")
     app.set_defaults(func=cmd_app)
     return parser
 
@@ -247,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except USER_ERRORS as err:
+        userfiles.remove_created()
         print(f"error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into a reader that stopped early (| head): not an error

@@ -128,6 +128,22 @@ METRICS = (
     Metric("relationship_share", "dropouts leaving mainly for relationship reasons", "share of dropouts", **SHARE),
 )
 
+# Why a metric can be undefined (NaN) for a cohort, in words for messages and reports; a metric not
+# listed here is always defined. Kept apart from METRICS so each reads on its own.
+UNDEFINED = {
+    "recovery_rate": "no client at caseness finished two sessions",
+    "reliable_improvement_rate": "no client finished two sessions",
+    "reliable_deterioration_rate": "no client finished two sessions",
+    "mean_alliance": "no client attended a session",
+    "alliance_outcome_r": "fewer than two clients attended a session, or their alliance or change did not vary",
+    "repair_share": "no rupture happened",
+}
+
+
+def undefined_reason(name: str) -> str:
+    """Why metric ``name`` can have no value, in words."""
+    return UNDEFINED.get(name, "it cannot be computed for this cohort")
+
 
 def masked_mean(x, mask):
     """Mean of ``x`` over ``mask`` along the last axis; NaN where the mask is empty."""

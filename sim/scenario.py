@@ -31,7 +31,7 @@ from typing import Any
 
 from sim import parameters
 from sim.parameters import GROUPS, REGISTRY, ParameterError
-from sim.userfiles import named_file, read_toml
+from sim.userfiles import check_name, named_file, read_toml
 
 # The library is the `scenarios` package's data, found where Python imports it from: the checkout in an
 # editable install, site-packages from a wheel.
@@ -150,7 +150,7 @@ def _from_dict(data: dict[str, Any], path: Path) -> Scenario:
                 raise ScenarioError(f"{path}: {key} belongs in [{REGISTRY[key].group}], not [{group}]. Move it there.")
             overrides.update(_wrap(parameters.validate, {key: value}, where))
     return Scenario(
-        name=data.get("name", path.stem),
+        name=check_name(data["name"], str(path), ScenarioError) if "name" in data else path.stem,
         description=data.get("description", ""),
         teaching_note=data.get("teaching_note", ""),
         overrides=overrides,

@@ -93,3 +93,17 @@ def events_of(cohort: Cohort, s: int, event: str, cause: str | None = None):
 def fmt(values: Sequence[float]) -> str:
     """Two values as 'a -> b' for assertion messages."""
     return " -> ".join(f"{v:.4g}" for v in values)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """After the fuzz tests (tests/test_fuzz.py): how many bad inputs were made, and how they ended."""
+    from tests.fuzzing import TALLY
+
+    inputs = {k.removeprefix("inputs "): v for k, v in TALLY.items() if k.startswith("inputs ")}
+    if not inputs:
+        return
+    kinds = ", ".join(f"{kind} {n:,}" for kind, n in sorted(inputs.items()))
+    terminalreporter.write_line(
+        f"fuzz: {sum(inputs.values()):,} generated bad inputs ({kinds}); {TALLY['refused']:,} refused with exit 2 "
+        f"in one paragraph; {TALLY['tracebacks']} tracebacks; {TALLY['accepted']} accepted"
+    )

@@ -104,7 +104,7 @@ def test_validate_refuses_an_unknown_scenario(tmp_path, capsys):
         (GOOD_FACT + "overrides = { therapist_feedback_share = 7 }\n", ["therapist_feedback_share", "outside"]),
         (GOOD_FACT.replace('statistic = "share"', 'statistic = "median"'), ["statistic = 'median'"]),
         (GOOD_FACT.replace("end_type == 'dropout'", "dropped == 1"), ["fact 'x'", "dropped", "end_type"]),
-        (GOOD_FACT.replace("end_type == 'dropout'", "end_type ==="), ["fact 'x'", "cannot be evaluated"]),
+        (GOOD_FACT.replace("end_type == 'dropout'", "end_type ==="), ["fact 'x'", "not a valid expression"]),
         (GOOD_FACT + 'clients = "no_column > 3"\n', ["fact 'x'", "no_column"]),
     ],
     ids=[
@@ -211,3 +211,27 @@ def test_command_line_mistake_exits_2_without_traceback(tmp_path, extra, expecte
     assert done.returncode == 2, f"exit 2 expected, got {done.returncode}: {done.stderr}"
     assert "Traceback" not in done.stderr, done.stderr
     assert expected in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [("out/validation.csv", "validation.csv is a directory"), ("docs/validation.md", "validation.md is a directory")],
+)
+def test_validate_checks_its_outputs_before_the_run(tmp_path, capsys, monkeypatch, where, expected):
+    import analysis.validate
+
+    (tmp_path / where).mkdir(parents=True)
+    monkeypatch.setattr(analysis.validate, "run", lambda **kw: pytest.fail("the run started before the check"))
+    status, err = _exit_status(_validate(tmp_path), capsys)
+    _assert_usage_error(status, err, expected)
+
+
+def test_validate_reports_a_failure_at_write_time_in_one_paragraph(tmp_path, capsys, monkeypatch):
+    import analysis.validate
+
+    def full(**kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "out" / "validation.csv"))
+
+    monkeypatch.setattr(analysis.validate, "run", full)
+    status, err = _exit_status(_validate(tmp_path), capsys)
+    _assert_usage_error(status, err, "validation.csv", "No space left on device", "the validation ran")

@@ -160,6 +160,23 @@ BAD_SPECS = {
     "integer type": ("", "replicates = true is not allowed: use an integer"),
     "level outside registry": ("", "therapist_empathy_mean = 1.5 is outside"),
     "distribution setting": ("[parameters.bond_rate]\ndistribution = 'triang'\nmean = 0.1\n", "it takes peak."),
+    # NaN passes every range comparison: it reached the engine (audit item 2)
+    "NaN sd": ("[parameters.bond_rate]\ndistribution = 'norm'\nmean = 0.3\nsd = nan\n", "sd = nan must be a finite"),
+    "NaN mean": (
+        "[parameters.bond_rate]\ndistribution = 'norm'\nmean = nan\nsd = 0.1\n",
+        "mean = nan must be a finite",
+    ),
+    "lognorm NaN": ("[parameters.bond_rate]\ndistribution = 'lognorm'\nmean = nan\nsd = 1\n", "mean = nan must be"),
+    "infinite sd": (
+        "[parameters.bond_rate]\ndistribution = 'norm'\nmean = 0.3\nsd = inf\n",
+        "sd = inf must be a finite",
+    ),
+    "repeated choice": (
+        "[parameters.outcome_measure]\nlevels = ['last_observed', 'last_observed']\n",
+        "repeat a choice",
+    ),
+    "NaN low": ("[parameters.bond_rate]\nlow = nan\n", "low = nan must be a finite number"),
+    "overflowing lognorm": ("[parameters.bond_rate]\ndistribution = 'lognorm'\nmean = 800\nsd = 1\n", "almost none"),
 }
 
 
@@ -316,6 +333,22 @@ def test_changed_spec_is_refused(tiny, serial_run, tmp_path, capsys):
     assert "changed: seed" in err and "new --out" in err
 
 
+def test_a_distribution_that_gives_nan_never_reaches_the_engine():
+    """A Factor built in Python skips the spec's checks; the sample refuses what it would draw."""
+    from experiments.spec import SpecError
+
+    spec = dataclasses.replace(
+        load_spec("sobol_dropout"),
+        factors=(
+            Factor("bond_rate", low=0.01, high=0.6, distribution="norm", mean=float("nan"), sd=0.1),
+            Factor("rupture_rate", low=0.0, high=0.5),
+        ),
+        N=4,
+    )
+    with pytest.raises(SpecError, match="bond_rate.*not numbers"):
+        sample(spec)
+
+
 def test_unrelated_directory_is_refused(tiny, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(StoreError, match="not an experiment's results directory"):
@@ -433,6 +466,14 @@ def test_dask_gives_chunks_to_workers_that_join_late(tiny, tmp_path):
     assert outcome["manifest"]["sessions"][-1]["workers"] == 4, "the manifest should count the workers that joined"
 
 
+def _is_pool_worker(process: psutil.Process) -> bool:
+    """Whether a child is a spawned pool worker; a child that has exited (a zombie) or vanished is not."""
+    try:
+        return "spawn_main" in " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):  # exited between listing and reading
+        return False
+
+
 def _alive(process: psutil.Process) -> bool:
     try:
         return process.status() != psutil.STATUS_ZOMBIE  # an orphan's zombie waits for a reaper, but has exited
@@ -451,7 +492,7 @@ def test_pool_workers_exit_when_the_main_process_is_killed(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stderr=subprocess.DEVNULL)
     main_process = psutil.Process(proc.pid)
     deadline = time.monotonic() + 120
-    while len(workers := [p for p in main_process.children() if "spawn_main" in " ".join(p.cmdline())]) < 2:
+    while len(workers := [p for p in main_process.children() if _is_pool_worker(p)]) < 2:
         assert proc.poll() is None and time.monotonic() < deadline, "the pool's workers never started"
         time.sleep(0.02)
     kill_after_chunks(proc, out, 1)
@@ -528,3 +569,57 @@ def test_corrupt_manifest_exits_2(content, tmp_path, capsys):
     assert main(["run", str(write_spec(tmp_path)), "--executor", "serial", "--out", str(out), "--no-progress"]) == 2
     _check_one_paragraph(capsys.readouterr().err, str(out / "manifest.json"), f"Delete {out} to start over")
     assert (out / "manifest.json").read_text() == content, "an unreadable manifest is reported, never overwritten"
+
+
+# ── Dask edges (audit item 9) ────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize(
+    "address", ["not a url", "http://127.0.0.1:1", "tcp://127.0.0.1:99999", "tcp://:8786", "tcp://a b:1", "tcp://h"]
+)
+def test_a_scheduler_address_that_is_not_one_exits_2_before_anything(address, tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["run", str(write_spec(tmp_path)), "--executor", "dask", "--scheduler", address, "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 2
+    _check_one_paragraph(capsys.readouterr().err, "--scheduler", "tcp://10.0.0.5:8786")
+    assert not out.exists(), "refused before anything is written"
+
+
+def slow_linear(param_sets, n_clients, n_therapists, seed, replicate):
+    """A known function of the parameters, slow enough for the cluster to change under it."""
+    time.sleep(0.05)
+    return {"y": np.array([2 * p["therapist_empathy_mean"] + p["rupture_rate"] + replicate for p in param_sets])}
+
+
+def test_a_cluster_left_without_workers_ends_with_a_message_and_resumes(tiny, tmp_path, capsys, monkeypatch):
+    from dask.distributed import LocalCluster
+
+    lone = functools.partial(run_experiment, evaluator=slow_linear, analyse=False)  # y is no metric to analyse
+    monkeypatch.setattr(experiments.runner, "run_experiment", lone)
+    spec = write_spec(tmp_path, TINY.replace("chunk_size = 12", "chunk_size = 4"), "tiny.toml")  # 20 chunks
+    out, outcome = tmp_path / "lost", {}
+    cluster_args = {"threads_per_worker": 1, "dashboard_address": None, "silence_logs": logging.ERROR}
+    with LocalCluster(n_workers=1, **cluster_args) as cluster:
+        args = ["run", str(spec), "--executor", "dask", "--scheduler", cluster.scheduler_address, "--out", str(out)]
+        args += ["--worker-timeout", "2", "--no-progress"]
+        runner = threading.Thread(target=lambda: outcome.setdefault("status", main(args)))
+        runner.start()
+        deadline = time.monotonic() + 120
+        while len(done_chunks(out)) < 2:
+            assert runner.is_alive() and time.monotonic() < deadline, "the sweep never got going"
+            time.sleep(0.05)
+        cluster.scale(0)  # every worker gone, as when a batch job's time runs out
+        runner.join(timeout=120)
+        assert not runner.is_alive(), "the run hung on a cluster without workers"
+        assert outcome["status"] == 1
+        _check_one_paragraph(capsys.readouterr().err, "has had no worker for 2 s", "run the same command to finish")
+        kept = done_chunks(out)
+        assert 2 <= len(kept) < read_manifest(out)["n_chunks"] and read_manifest(out)["sessions"][-1]["interrupted"]
+        cluster.scale(1)
+        cluster.wait_for_workers(1, timeout=60)
+        assert main([*args[:-3], "--worker-timeout", "60", "--no-progress"]) == 0, capsys.readouterr().err
+    manifest = read_manifest(out)
+    assert manifest["complete"] and manifest["sessions"][-1]["chunks_before"] == len(kept)
+    reference = tmp_path / "reference"
+    run_experiment(load_spec(spec), reference, "serial", evaluator=slow_linear, progress=False, analyse=False)
+    pd.testing.assert_frame_equal(read_outputs(out), read_outputs(reference), check_exact=True)

@@ -239,3 +239,68 @@ def test_constant_output_has_undefined_indices_and_a_warning(tmp_path, capsys, m
     assert len(lines) == 1 and lines[0].startswith("warning: flat is 0.25 in every parameter set"), err
     assert "no variance to apportion" in lines[0]
     assert err.count(FAST_NOTE) == (1 if method == "fast" else 0), f"{method}: FAST's caveat once, two outputs: {err}"
+
+
+def undefined_and_narrow(param_sets, n_clients, n_therapists, seed, replicate):
+    """y = 2 x1 + x2; ``none`` has no value anywhere; ``narrow`` differs only in its last bits (one float apart)."""
+    y = np.array([2 * p["x1"] + p["x2"] for p in param_sets])
+    narrow = np.where(np.arange(len(y)) % 2, np.nextafter(0.3, 1.0), 0.3)
+    return {"y": y, "none": np.full(len(y), np.nan), "narrow": narrow}
+
+
+@pytest.mark.parametrize(
+    ("method", "N", "extra"),
+    [
+        ("sobol", 16, {}),
+        ("morris", 8, {}),
+        ("fast", 65, {}),
+        ("rbd_fast", 64, {}),
+        ("delta", 64, {}),
+        ("grid", None, {"levels": (0.1, 0.5, 0.9)}),
+        ("oat", None, {"levels": (0.1, 0.9)}),
+    ],
+)
+def test_an_output_without_any_value_gets_empty_indices_and_a_warning(tmp_path, capsys, method, N, extra):
+    """The audit's KeyError 'S1' (morris: 'mu_star') and the histogram's 'Too many bins'."""
+    factors = [Factor("x1", **extra), Factor("x2", **extra)]
+    options = {"num_resamples": 10} if method != "grid" and method != "oat" else {}
+    spec = dataclasses.replace(
+        spec_for(method, N, factors, options), outputs=("y", "none", "narrow"), base={"x1": 0.5, "x2": 0.5}
+    )
+    table = run(tmp_path, spec, undefined_and_narrow)
+    err = capsys.readouterr().err
+    none = table[table["output"] == "none"]
+    index_columns = [c for c in table.columns if c not in ("output", "method", "parameter", "parameter_2")]
+    index_columns = [c for c in index_columns if c not in ("replicates", "replicate_sd", "noise_share", "nan_sets")]
+    assert len(none) == len(table[table["output"] == "y"]), "the undefined output keeps a row per parameter"
+    assert none[index_columns].isna().all().all(), f"{method}: empty indices for an output with no value: {none}"
+    assert f"warning: none has no value in any of the {len(sample_sets(tmp_path, spec))} parameter sets" in err, err
+    assert "Traceback" not in err
+    assert (tmp_path / spec.name / "figures" / "histograms.png").is_file()
+
+
+def sample_sets(tmp_path, spec) -> pd.DataFrame:
+    return pd.read_parquet(tmp_path / spec.name / "sample.parquet")
+
+
+def test_the_audits_repair_share_case_on_the_real_engine(tmp_path, capsys):
+    """No rupture can happen, so repair_share is undefined in every set: empty indices and the reason."""
+    spec = from_dict(
+        {
+            "method": "morris",
+            "N": 2,
+            "outputs": ["repair_share", "dropout_rate"],
+            "clients": 2,
+            "therapists": 1,
+            "fixed": {"rupture_rate": 0.0},
+            "parameters": {"therapist_empathy_mean": {}, "bond_rate": {}},
+        },
+        "<repair share>",
+    )
+    out = tmp_path / "repair"
+    run_experiment(spec, out, "serial", progress=False)
+    err = capsys.readouterr().err
+    assert "repair_share has no value in any of the" in err and "(no rupture happened)" in err, err
+    table = pd.read_csv(out / "indices.csv")
+    assert table.loc[table["output"] == "repair_share", "mu_star"].isna().all()
+    assert analysis_main(["sensitivity", str(out)]) == 0, "the analysis command gives the same"
