@@ -20,6 +20,7 @@ from analysis.vignette import PICKS, VignetteError
 from sim import parameters, userfiles
 from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
+from sim.posterior import PosteriorError
 from sim.scenario import ScenarioError, list_scenarios, load_scenario
 from sim.userfiles import clean_text
 
@@ -28,7 +29,7 @@ class OutputError(ValueError):
     """The output directory cannot be used (a file of that name, no permission)."""
 
 
-USER_ERRORS = (ScenarioError, ParameterError, VignetteError, OutputError)
+USER_ERRORS = (ScenarioError, ParameterError, VignetteError, OutputError, PosteriorError)
 APP_SCENARIO_VARIABLE = "ALLIANCESIM_SCENARIO"  # how ``app`` tells sim/app.py which scenario to start from
 RUN_FILES = ("clients.csv", "sessions.csv", "events.csv", "summary.json", "summary.png", "summary.svg")
 COMPARE_FILES = ("compare.csv", "compare.png", "compare.svg")
@@ -103,12 +104,15 @@ def summary_json(summary: dict) -> str:
 
 
 def rate(summary: dict, key: str, digits: str = ".1%") -> str:
-    """A metric of the summary for the terminal: its value, or "undefined" and why."""
+    """A metric of the summary for the terminal: its value, or "undefined" and why; with posterior draws, its range."""
     from sim.outcomes import undefined_reason
 
     value = summary[key]
     if isinstance(value, float) and not math.isfinite(value):
         return f"undefined ({undefined_reason(key)})"
+    interval = summary.get("intervals", {}).get(key)
+    if interval and all(math.isfinite(v) for v in interval):
+        return f"{format(value, digits)} [{format(interval[0], digits)}, {format(interval[1], digits)}]"
     return format(value, digits)
 
 
@@ -154,13 +158,21 @@ def cmd_run(args) -> int:
     overrides = dict(parameters.parse_assignment(a) for a in args.set)
     settings = {"clients": args.clients, "therapists": args.therapists, "seed": args.seed, "overrides": overrides}
     scenario = load_scenario(args.scenario).with_settings(**settings)  # checked before any directory is made
+    if args.posterior:
+        from sim.posterior import load_posterior
+
+        load_posterior()  # a missing or broken posterior is reported before any directory is made
     out = output_dir(args.out, files=RUN_FILES)
-    result = simulate(scenario)
+    result = simulate(scenario, posterior=args.posterior)
     with writing(out):
         write_run(result, out)
     s = result.summary
+    cohorts = (
+        f", {args.posterior} cohorts with posterior draws (range of the cohorts in brackets)" if args.posterior else ""
+    )
     print(
-        f"{clean_text(s['scenario'])}: {s['clients']} clients, {s['therapists']} therapists, seed {s['seed']}\n"
+        f"{clean_text(s['scenario'])}: {s['clients']} clients, {s['therapists']} therapists, "
+        f"seed {s['seed']}{cohorts}\n"
         f"  dropout {rate(s, 'dropout_rate')}, recovery {rate(s, 'recovery_rate')}, "
         f"reliable improvement {rate(s, 'reliable_improvement_rate')}, "
         f"deterioration {rate(s, 'reliable_deterioration_rate')}\n"
@@ -288,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=seed_int, help="the run's seed")
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="change a parameter")
     run.add_argument("--out", required=True, help="directory for the outputs")
+    run.add_argument(
+        "--posterior",
+        type=at_least_two,
+        metavar="K",
+        help="K cohorts, each with parameters drawn from the posterior (sim/posterior.csv): intervals",
+    )
     run.set_defaults(func=cmd_run)
 
     comp = sub.add_parser("compare", help="compare scenarios on common random numbers")
