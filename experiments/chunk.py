@@ -31,6 +31,8 @@ class ChunkTask:
         clients, therapists, seed, replicates: run settings.
         evaluator: the batched model call, ``evaluate(param_sets, n_clients, n_therapists, seed,
             replicate) -> {output: array (n_sets,)}``, a module-level function.
+        replicate_params: parameters set per replicate (posterior draws), under the factors' values;
+            empty: every replicate runs the same sets.
     """
 
     index: int
@@ -43,6 +45,7 @@ class ChunkTask:
     seed: int
     replicates: int
     evaluator: Evaluator = batch_metrics
+    replicate_params: tuple[dict[str, Any], ...] = ()
 
 
 def run_chunk(task: ChunkTask) -> tuple[int, dict[str, np.ndarray]]:
@@ -53,9 +56,13 @@ def run_chunk(task: ChunkTask) -> tuple[int, dict[str, np.ndarray]]:
         shape (n_sets * replicates,), ordered by set, then replicate.
     """
     keep_freed_memory()  # in every worker, whatever started it (a process pool or Dask)
-    param_sets = [{**task.base, **dict(zip(task.names, row, strict=True))} for row in task.rows]
-    n, reps = len(param_sets), task.replicates
-    by_replicate = [task.evaluator(param_sets, task.clients, task.therapists, task.seed, r) for r in range(reps)]
+    n, reps = len(task.rows), task.replicates
+
+    def sets(r: int) -> list[dict[str, Any]]:
+        per_replicate = task.replicate_params[r] if task.replicate_params else {}
+        return [{**task.base, **per_replicate, **dict(zip(task.names, row, strict=True))} for row in task.rows]
+
+    by_replicate = [task.evaluator(sets(r), task.clients, task.therapists, task.seed, r) for r in range(reps)]
     columns = {
         "set": np.repeat(np.arange(task.first_set, task.first_set + n, dtype=np.int64), reps),
         "replicate": np.tile(np.arange(reps, dtype=np.int64), n),

@@ -49,7 +49,17 @@ def chunk_tasks(
         part = values.iloc[first : first + spec.chunk_size]
         rows = tuple(tuple(_python(v) for v in row) for row in part.itertuples(index=False, name=None))
         yield ChunkTask(
-            index, first, spec.base, names, rows, spec.clients, spec.therapists, spec.seed, spec.replicates, evaluator
+            index,
+            first,
+            spec.base,
+            names,
+            rows,
+            spec.clients,
+            spec.therapists,
+            spec.seed,
+            spec.replicates,
+            evaluator,
+            spec.replicate_params,
         )
 
 

@@ -37,6 +37,7 @@ from typing import Any
 from sim import parameters
 from sim.outcomes import METRICS
 from sim.parameters import ParameterError
+from sim.posterior import PosteriorError, load_posterior
 from sim.scenario import Scenario, ScenarioError, load_scenario
 from sim.userfiles import check_name, clean_text, read_toml
 
@@ -59,6 +60,7 @@ TOP_KEYS = (
     "chunk_size",
     "options",
     "fixed",
+    "posterior",
     "parameters",
 )
 FACTOR_KEYS = ("low", "high", "distribution", "peak", "mean", "sd", "levels", "steps")
@@ -73,7 +75,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "oat": {},
 }
 ANALYSIS_OPTIONS = ("num_resamples", "conf_level")  # change the indices, not the runs
-LIMITS = {"N": (2, 10_000_000), "replicates": (1, 10_000), "chunk_size": (1, 1_000_000)}
+LIMITS = {"N": (2, 10_000_000), "replicates": (1, 10_000), "chunk_size": (1, 1_000_000), "posterior": (2, 10_000)}
 DEFAULT_CHUNK_SIZE = 256
 
 
@@ -122,6 +124,9 @@ class ExperimentSpec:
         scenario: the scenario's name.
         base: every parameter value before the sample sets the factors.
         options: method settings, defaults filled in.
+        replicate_params: with ``posterior = K``, one dict per replicate: the free parameters of the
+            r-th draw from the posterior (sim/posterior.csv) that neither the scenario, ``[fixed]`` nor
+            a factor sets. Part of the digest, so outputs of another posterior are never mixed in.
         path: the file it came from, if any.
     """
 
@@ -138,6 +143,7 @@ class ExperimentSpec:
     scenario: str = ""
     base: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    replicate_params: tuple[dict[str, Any], ...] = ()
     description: str = ""
     path: Path | None = None
 
@@ -220,6 +226,22 @@ def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSp
         raise SpecError(f"{path}: {', '.join(both)} is both in [fixed] and [parameters]; keep it in one of them.")
     options = _options(data, method, path)
     N = _sample_size(data, method, factors, options, path)
+    replicates = _integer(data, "replicates", 1, path)
+    replicate_params: tuple[dict[str, Any], ...] = ()
+    if "posterior" in data:
+        draws = _integer(data, "posterior", 2, path)
+        if "replicates" in data and replicates != draws:
+            raise SpecError(
+                f"{path}: replicates = {replicates} and posterior = {draws}: each replicate draws its parameters "
+                "from the posterior, so give posterior alone (it sets the replicates) or the same number in both."
+            )
+        replicates = draws
+        kept = set(scenario.overrides) | set(fixed) | {f.name for f in factors}
+        try:
+            sets = load_posterior().draws(draws, scenario.seed)
+        except PosteriorError as err:
+            raise SpecError(f"{path}: posterior = {draws}: {err}") from None
+        replicate_params = tuple({k: v for k, v in d.items() if k not in kept} for d in sets)
     return ExperimentSpec(
         name=check_name(data["name"], str(path), SpecError) if "name" in data else path.stem,
         description=_text(data, "description", path),
@@ -227,7 +249,7 @@ def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSp
         factors=factors,
         outputs=_outputs(data, path),
         N=N,
-        replicates=_integer(data, "replicates", 1, path),
+        replicates=replicates,
         clients=scenario.clients,
         therapists=scenario.therapists,
         seed=scenario.seed,
@@ -235,6 +257,7 @@ def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSp
         scenario=scenario.name,
         base={**scenario.params, **fixed},
         options=options,
+        replicate_params=replicate_params,
         path=path,
     )
 
