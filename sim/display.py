@@ -1,0 +1,109 @@
+"""How the model's categories are shown: one colour per dropout cause, readable parameter labels.
+
+Every face of the package draws from here (the CLI's figures in :mod:`analysis`, the browser app in
+:mod:`sim.app`, the notebooks), so a dropout cause has one colour and a parameter one name
+everywhere. Nothing here repeats the model's lists: the causes come from
+:data:`sim.dynamics.DROPOUT_CAUSES` and their wording from :data:`sim.records.DROPOUT_TEXT`, the
+parameter labels from the registry's ``meaning``; a new or renamed cause gets a colour and a label
+without an edit here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sim.dynamics import DROPOUT_CAUSES, END_TYPES
+from sim.parameters import REGISTRY
+
+# Paul Tol's "muted" qualitative scheme, told apart with every common colour-vision deficiency
+# (https://personal.sron.nl/~pault/), then two of his "bright" colours for longer cause lists.
+QUALITATIVE = (
+    "#CC6677",  # rose
+    "#332288",  # indigo
+    "#DDCC77",  # sand
+    "#117733",  # green
+    "#88CCEE",  # cyan
+    "#882255",  # wine
+    "#44AA99",  # teal
+    "#999933",  # olive
+    "#AA4499",  # purple
+    "#EE6677",  # red
+    "#4477AA",  # blue
+)
+BACKGROUND_CAUSE = "background"  # no risk factor stood out: grey, the absence of a colour
+BACKGROUND_COLOUR = "#BBBBBB"
+GHOST_COLOUR = "#9E9E9E"  # the previous cohort in the app's before/after view
+HOLIDAY_COLOUR = "#F2E6C9"  # shading of therapist-holiday weeks
+RUPTURE_COLOUR, REPAIR_COLOUR = "#CC3311", "#009988"  # Tol "vibrant" red and teal
+STATUS_COLOURS = dict(zip(END_TYPES, ("#4477AA", "#228833", "#AA3377", "#CC3311"), strict=True))
+
+
+def cause_colours(causes: tuple[str, ...] = DROPOUT_CAUSES) -> dict[str, str]:
+    """A colour per dropout cause, in the order of ``causes``; the background rate in grey.
+
+    Args:
+        causes: the causes in the model's order (the empty "no dropout" entry is skipped).
+
+    Raises:
+        ValueError: more causes than colours (extend :data:`QUALITATIVE`).
+    """
+    named = [c for c in causes if c and c != BACKGROUND_CAUSE]
+    if len(named) > len(QUALITATIVE):
+        raise ValueError(f"{len(named)} dropout causes but {len(QUALITATIVE)} colours: extend sim.display.QUALITATIVE")
+    colours = dict(zip(named, QUALITATIVE, strict=False))
+    if BACKGROUND_CAUSE in causes:
+        colours[BACKGROUND_CAUSE] = BACKGROUND_COLOUR
+    return colours
+
+
+CAUSE_COLOURS = cause_colours()
+"""Colour of each dropout cause (:data:`sim.dynamics.DROPOUT_CAUSES`), shared by every figure."""
+
+
+def cause_label(cause: str) -> str:
+    """A dropout cause as a figure's legend shows it: ``"unrepaired_rupture"`` -> ``"unrepaired rupture"``."""
+    return cause.replace("_", " ")
+
+
+# Labels for the parameters figures and the app show most, where the registry's meaning is long.
+SHORT_LABELS = {
+    "therapist_empathy_mean": "therapist empathy",
+    "therapist_humility_mean": "therapist cultural humility",
+    "therapist_repair_mean": "therapist repair skill",
+    "therapist_consistency_mean": "therapist consistency",
+    "therapist_competence_mean": "therapist competence",
+    "therapist_feedback_share": "therapists using feedback",
+    "attachment_anxiety_mean": "client attachment anxiety",
+    "attachment_avoidance_mean": "client attachment avoidance",
+    "client_minority_share": "minority-culture clients",
+    "barriers_mean": "client practical barriers",
+    "cultural_salience_mean": "client cultural salience",
+    "expectancy_mean": "client outcome expectancy",
+    "matching_policy": "matching policy",
+}
+
+
+def parameter_label(name: str) -> str:
+    """A short, readable name for a registry parameter, for figures, tables and the app.
+
+    The most shown parameters have a hand-written label (:data:`SHORT_LABELS`); the others take
+    the registry's ``meaning``, its first clause without asides in brackets ("location of X"
+    reads "mean X"). A name that is not a parameter comes back with spaces for underscores.
+    """
+    if name in SHORT_LABELS:
+        return SHORT_LABELS[name]
+    if name not in REGISTRY:
+        return name.replace("_", " ")
+    meaning = re.sub(r" \([^)]*\)", "", REGISTRY[name].meaning.split(";")[0])
+    if meaning.startswith("location of "):
+        meaning = "mean " + meaning.removeprefix("location of ")
+    return meaning
+
+
+def parameter_value(name: str, value) -> str:
+    """A parameter value as text, with its unit when the unit says more than the label."""
+    p = REGISTRY.get(name)
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    if p is None or p.kind == "choice" or p.unit in ("0-1 scale", "share", "ratio", "rule", "policy"):
+        return text.replace("_", " ")
+    return f"{text} ({p.unit})"
