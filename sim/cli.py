@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 from analysis.vignette import PICKS, VignetteError
@@ -100,17 +101,39 @@ def cmd_compare(args) -> int:
     """``compare``: scenarios side by side on common random numbers, over replicates."""
     from sim.comparison import compare
 
+    pairs = [_pair(text) for text in args.pair]
     out = output_dir(args.out)
     result = compare(
-        *args.scenarios, clients=args.clients, therapists=args.therapists, seed=args.seed, replicates=args.replicates
+        *args.scenarios,
+        clients=args.clients,
+        therapists=args.therapists,
+        seed=args.seed,
+        replicates=args.replicates,
+        reference=args.reference,
+        pairs=pairs or None,
     )
     result.save(out)
     s = result.settings
+    heading = (
+        f"{', '.join(result.scenarios)}: {s['clients']} clients, {s['therapists']} therapists, seed {s['seed']}, "
+        f"{s['replicates']} replicates on common random numbers"
+    )
     print(
-        f"{' vs '.join(result.scenarios)}: {s['clients']} clients, {s['therapists']} therapists, seed {s['seed']}, "
-        f"common random numbers\n\n{result.text()}\n\nwritten to {args.out}/ (compare.csv, compare.png, compare.svg)"
+        f"{textwrap.fill(heading, 100)}\n\n{result.text()}\n\n"
+        f"written to {args.out}/ (compare.csv, compare.png, compare.svg)"
     )
     return 0
+
+
+def _pair(text: str) -> tuple[str, str]:
+    """``--pair REFERENCE:SCENARIO`` as a (reference, scenario) pair."""
+    reference, sep, scenario = text.partition(":")
+    if not sep or not reference or not scenario:
+        raise ScenarioError(
+            f"--pair {text!r} is not of the form REFERENCE:SCENARIO, e.g. "
+            "--pair cultural_mismatch:cultural_mismatch_humility."
+        )
+    return reference, scenario
 
 
 def cmd_vignette(args) -> int:
@@ -211,6 +234,17 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--seed", type=seed_int, help="the seed shared by all scenarios (default: the first scenario's)")
     comp.add_argument(
         "--replicates", type=positive_int, default=10, help="cohorts per scenario, 2 or more (default 10)"
+    )
+    versus = comp.add_mutually_exclusive_group()
+    versus.add_argument(
+        "--reference", metavar="NAME", help="report each scenario's difference from this one (default: the first)"
+    )
+    versus.add_argument(
+        "--pair",
+        action="append",
+        default=[],
+        metavar="REFERENCE:SCENARIO",
+        help="report this pair's difference instead (repeatable), e.g. cultural_mismatch:cultural_mismatch_humility",
     )
     comp.add_argument("--out", required=True, help="directory for compare.csv, compare.png and compare.svg")
     comp.set_defaults(func=cmd_compare)

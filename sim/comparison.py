@@ -3,8 +3,10 @@
 Every replicate runs all scenarios as one :class:`sim.engine.Cohort` batch, so they share each
 random draw (clients, therapists, attendance, ruptures, ...): a difference between scenarios is the
 effect of their parameters, not of luck. Sharing draws needs one cohort size and seed, so the run
-settings of the first scenario apply to all unless overridden. The statistics and the figure live in
-:mod:`analysis.compare` and :mod:`analysis.compare_figure`.
+settings of the first scenario apply to all unless overridden. Differences are paired by replicate,
+each scenario against a reference (the first by default) or against its own partner
+(``pairs=[("cultural_mismatch", "cultural_mismatch_humility")]``). The statistics and the figure
+live in :mod:`analysis.compare` and :mod:`analysis.compare_figure`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from sim.engine import Cohort
 from sim.outcomes import cohort_metrics
 from sim.run import client_outcomes
 from sim.scenario import Scenario, ScenarioError, load_scenario
+from sim.weekly import weekly_curves
 
 CLIENT_COLUMNS = ["client_id", "end_type", "end_session", "dropout_cause", "sessions_attended"]
 SESSION_COLUMNS = ["client_id", "session", "attended", "alliance"]
+PAIR_HELP = "e.g. pairs=[('cultural_mismatch', 'cultural_mismatch_humility')]"
 
 
 @dataclass
@@ -33,19 +37,31 @@ class ComparisonResult:
         clients: one row per scenario, replicate and client (end type, end session, dropout cause).
         sessions: one row per scenario, replicate, client and weekly slot in therapy: attended,
             alliance (WAI-SR 12-60) and whether a rupture happened.
+        weekly: one row per scenario, replicate and week: clients in therapy and attending, mean
+            alliance and PHQ-9 of those attending, ruptures, repairs, dropouts, holiday
+            (:func:`sim.weekly.weekly_curves`).
         metrics: one row per scenario and replicate, one column per cohort metric
             (:data:`sim.outcomes.METRICS`).
         table: ``metric, scenario, mean, ci_low, ci_high``: each metric's mean over replicates with
-            its 95% t-interval, then each dropout cause's share of all clients.
+            its 95% t-interval, then each dropout cause's share of all clients (shares on 0-1).
+        differences: ``metric, scenario, reference, difference, ci_low, ci_high``: each compared
+            pair's difference, paired by replicate, with its 95% interval (shares on 0-1).
         settings: clients, therapists, seed and replicates of the runs.
     """
 
     scenarios: list[str]
     clients: pd.DataFrame
     sessions: pd.DataFrame
+    weekly: pd.DataFrame
     metrics: pd.DataFrame
     table: pd.DataFrame
+    differences: pd.DataFrame
     settings: dict[str, int]
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """The compared (scenario, reference) pairs, in order."""
+        return list(dict.fromkeys(zip(self.differences["scenario"], self.differences["reference"], strict=True)))
 
     def figure(self):
         """The four-panel comparison figure (a matplotlib Figure)."""
@@ -53,17 +69,22 @@ class ComparisonResult:
 
         s = self.settings
         title = (
-            f"{' vs '.join(self.scenarios)}: {s['clients']} clients, {s['therapists']} therapists, "
-            f"seed {s['seed']}, {s['replicates']} replicates on common random numbers"
+            f"{s['clients']} clients, {s['therapists']} therapists, seed {s['seed']}, "
+            f"{s['replicates']} replicates on common random numbers"
         )
-        return compare_figure(self.clients, self.sessions, self.table, title=title)
+        return compare_figure(self.clients, self.weekly, self.table, self.differences, title=title)
 
     def text(self) -> str:
-        """The table as printed by ``python -m sim compare``."""
-        from analysis.compare import format_table, paired_differences
+        """The tables as printed by ``python -m sim compare`` (no line wider than 100 characters)."""
+        from analysis.compare import format_table
 
-        differences = paired_differences(self.metrics, self.scenarios[0]) if len(self.scenarios) > 1 else None
-        return format_table(self.table, differences, self.settings["replicates"])
+        return format_table(self.table, self.differences, self.settings["replicates"])
+
+    def csv(self) -> pd.DataFrame:
+        """compare.csv: means and paired differences in long format, shares in % and percentage points."""
+        from analysis.compare import csv_table
+
+        return csv_table(self.table, self.differences)
 
     def save(self, out: str | Path) -> list[Path]:
         """Write compare.csv, compare.png and compare.svg into ``out``; return the paths."""
@@ -72,7 +93,7 @@ class ComparisonResult:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         path = out / "compare.csv"
-        self.table.to_csv(path, index=False)
+        self.csv().to_csv(path, index=False)
         return [path, *save(self.figure(), out, "compare")]
 
 
@@ -86,6 +107,8 @@ def compare(
     therapists: int | None = None,
     seed: int | None = None,
     replicates: int = 10,
+    reference: str | None = None,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> ComparisonResult:
     """Run scenarios side by side on common random numbers, over replicates.
 
@@ -93,19 +116,22 @@ def compare(
         *scenarios: scenario names, paths or :class:`sim.scenario.Scenario` objects.
         clients, therapists, seed: run settings for all scenarios; by default the first scenario's.
         replicates: independent cohorts per scenario (replicates 0 .. replicates - 1 of the seed).
+        reference: the scenario every other one is compared with (default the first).
+        pairs: (reference, scenario) pairs to compare instead, each scenario with its own partner.
 
     Returns:
-        A :class:`ComparisonResult` with ``.table``, ``.figure()`` and ``.save(out)``.
+        A :class:`ComparisonResult` with ``.table``, ``.differences``, ``.figure()`` and ``.save(out)``.
 
     Raises:
-        ScenarioError: no scenario, a scenario given twice, a bad name or a bad setting.
+        ScenarioError: no scenario, a scenario given twice, a bad name or setting, a reference or
+            pair naming a scenario not compared.
 
     Example:
         >>> from sim import compare
         >>> result = compare("baseline", "low_empathy", clients=200, replicates=3)  # doctest: +SKIP
-        >>> result.table.query("metric == 'dropout_rate'")  # doctest: +SKIP
+        >>> result.differences.query("metric == 'dropout_rate'")  # doctest: +SKIP
     """
-    from analysis.compare import summary_table
+    from analysis.compare import comparison_pairs, paired_differences, replicate_values, summary_table
 
     if not scenarios:
         raise ScenarioError("compare needs at least one scenario, e.g. compare('baseline', 'low_empathy').")
@@ -119,10 +145,16 @@ def compare(
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ScenarioError(f"scenario {', '.join(twice)} is given twice: name each scenario once.")
+    if reference is not None and pairs:
+        raise ScenarioError(f"give a reference or pairs, not both ({PAIR_HELP}).")
+    try:
+        compared = comparison_pairs(names, reference, pairs) if len(names) > 1 or reference or pairs else []
+    except (ValueError, TypeError) as err:
+        raise ScenarioError(f"{err} ({PAIR_HELP})") from None
     first = loaded[0].with_settings(clients=clients, therapists=therapists, seed=seed)
     settings = {"clients": first.clients, "therapists": first.therapists, "seed": first.seed, "replicates": replicates}
 
-    client_frames, session_frames, metric_rows = [], [], []
+    client_frames, session_frames, weekly_frames, metric_rows = [], [], [], []
     for replicate in range(replicates):
         cohort = Cohort([s.params for s in loaded], first.clients, first.therapists, first.seed, replicate, record=True)
         outcomes = client_outcomes(cohort.run())
@@ -135,6 +167,8 @@ def compare(
             sessions = records.sessions_table(cohort, s)
             rupture = sessions["event"].str.contains("rupture", regex=False)
             session_frames.append(sessions[SESSION_COLUMNS].assign(rupture=rupture, **keys))
+            weekly = weekly_curves(sessions, cohort.n_weeks).reset_index()
+            weekly_frames.append(weekly.assign(**keys))
 
     def stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
         table = pd.concat(frames, ignore_index=True)
@@ -148,7 +182,9 @@ def compare(
         scenarios=names,
         clients=clients_all,
         sessions=sessions_all,
+        weekly=stack(weekly_frames),
         metrics=metrics_all,
         table=summary_table(metrics_all, clients_all),
+        differences=paired_differences(replicate_values(metrics_all, clients_all), compared),
         settings=settings,
     )
