@@ -48,7 +48,9 @@ def metric_label(metric: str) -> tuple[str, str]:
     if metric.startswith(CAUSE_PREFIX):
         return "dropout: " + cause_label(metric.removeprefix(CAUSE_PREFIX)), "% of clients"
     m = _METRICS[metric]
-    return m.label, ("% of " + m.unit.removeprefix("share of ") if m.unit != "share" else "%") if is_share(metric) else m.unit
+    if not is_share(metric):
+        return m.label, m.unit
+    return m.label, "%" if m.unit == "share" else "% of " + m.unit.removeprefix("share of ")
 
 
 def _interval(values, low: float = -np.inf, high: float = np.inf) -> dict[str, float]:
@@ -128,7 +130,8 @@ def comparison_pairs(names: list[str], reference: str | None = None, pairs=None)
     for scenario, ref in out:
         for name in (scenario, ref):
             if name not in names:
-                raise ValueError(f"{name!r} is not one of the scenarios compared ({', '.join(names)}): name one of them.")
+                compared = ", ".join(names)
+                raise ValueError(f"{name!r} is not one of the scenarios compared ({compared}): name one of them.")
         if scenario == ref:
             raise ValueError(f"{scenario!r} is paired with itself: pair two different scenarios.")
     return out
@@ -310,7 +313,7 @@ def _grid(labels: list[str], headers: list[tuple[str, ...]], cells: list[list[st
     for start in range(0, len(headers), per_block):
         block = range(start, min(start + per_block, len(headers)))
         heads = [
-            [line for k, name in enumerate(headers[j]) for line in wrap_name(("minus " if k else "") + name, col_width - 2)]
+            [line for k, name in enumerate(headers[j]) for line in wrap_name("minus " * (k > 0) + name, col_width - 2)]
             for j in block
         ]
         depth = max(len(h) for h in heads)

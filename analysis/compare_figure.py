@@ -105,7 +105,8 @@ def _cause_panel(ax, table: pd.DataFrame, differences: pd.DataFrame, names: list
     for yi, name in zip(y, names, strict=True):
         if name in diff.index:
             d = diff.loc[name]
-            text = f"{100 * d['difference']:+.1f} pp [{100 * d['ci_low']:.1f}, {100 * d['ci_high']:.1f}] vs {d['reference']}"
+            interval = f"[{100 * d['ci_low']:.1f}, {100 * d['ci_high']:.1f}]"
+            text = f"{100 * d['difference']:+.1f} pp {interval} vs {d['reference']}"
             ax.annotate(text, (100 * total.loc[name, "ci_high"], yi), xytext=(4, 0), textcoords="offset points",
                         va="center", fontsize="x-small")  # fmt: skip
     ax.set_yticks(y, names, fontsize="small")
