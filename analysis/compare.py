@@ -307,7 +307,7 @@ def _grid(labels: list[str], headers: list[tuple[str, ...]], cells: list[list[st
     """
     col_width = max(12, *(len(c) for column in cells for c in column)) + 2
     # Labels as long as three columns per block allow (never below 26 characters); longer ones wrap.
-    label_width = min(max(len(x) for x in labels) + 2, max(26, width - 3 * col_width))
+    label_width = min(max(len(x) for x in labels) + 2, max(26, width - 3 * col_width), max(12, width - col_width))
     per_block = max(1, (width - label_width) // col_width)
     lines: list[str] = []
     for start in range(0, len(headers), per_block):
@@ -351,7 +351,10 @@ def format_table(
     cells = [[_cell(m, *by.loc[(m, n), ["mean", "ci_low", "ci_high"]], signed=False) for m in keep] for n in names]
     over = f" over {replicates} replicates" if replicates else ""
     headers = [(name,) for name in names]
-    lines = [f"mean [95% CI{over}]", *_grid([_text_label(m, "%") for m in keep], headers, cells, width)]
+    lines = [
+        *textwrap.wrap(f"mean [95% CI{over}]", width),
+        *_grid([_text_label(m, "%") for m in keep], headers, cells, width),
+    ]
     if differences is not None and len(differences):
         pairs = list(dict.fromkeys(zip(differences["scenario"], differences["reference"], strict=True)))
         references = {ref for _, ref in pairs}
@@ -365,7 +368,7 @@ def format_table(
         ]
         lines += [
             "",
-            f"{heading}, paired by replicate [95% CI]; pp: percentage points",
+            *textwrap.wrap(f"{heading}, paired by replicate [95% CI]; pp: percentage points", width),
             *_grid([_text_label(m, "pp") for m in keep], headers, cells, width),
         ]
     lines += ["", *textwrap.wrap(SHARE_NOTE, width)]
