@@ -13,11 +13,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-from analysis.vignette import PICKS, VignetteError
+from analysis.vignette import PICKS
 from sim import parameters, userfiles
 from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
 from sim.scenario import ScenarioError, list_scenarios, load_scenario
+from sim.vignette import VignetteError
 
 
 class OutputError(ValueError):
@@ -137,27 +138,24 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 def cmd_vignette(args) -> int:
-    """``vignette``: one dyad's course as a timeline figure and a plain-language account."""
-    from analysis.figures import save
-    from analysis.vignette import narrative, pick_client
-    from analysis.vignette_figure import vignette_figure
-    from sim.run import simulate
+    """``vignette``: one dyad's course as a timeline and a plain-language account; a what-if beside it."""
+    from sim.vignette import parse_what_if, vignette
 
-    scenario = load_scenario(args.scenario).with_settings(clients=args.clients, seed=args.seed)
-    if not args.pick and not 0 <= args.client < scenario.clients:
-        raise VignetteError(
-            f"no client {args.client} in this run: use an id from 0 to {scenario.clients - 1} "
-            "(or --clients to grow it)."
-        )
+    what_if = parse_what_if(args.what_if)
     out = output_dir(args.out)
-    result = simulate(scenario)
-    client_id = pick_client(result.clients, args.pick) if args.pick else args.client
-    followup, planned = int(scenario.params["followup_weeks"]), int(scenario.params["planned_sessions"])
-    text = narrative(result.clients, result.sessions, result.events, client_id, scenario.name, followup, planned)
-    (out / "vignette.md").write_text(text)
-    title = f"Client {client_id}, scenario {scenario.name} (seed {result.summary['seed']})"
-    save(vignette_figure(result.clients, result.sessions, client_id, title, followup), out, "vignette")
-    print(f"{text}\nwritten to {args.out}/ (vignette.md, vignette.png, vignette.svg)")
+    result = vignette(
+        args.scenario,
+        args.client,
+        pick=args.pick,
+        nth=args.nth,
+        random=args.random,
+        clients=args.clients,
+        seed=args.seed,
+        what_if=what_if or None,
+        other_therapist=args.other_therapist,
+    )
+    result.save(out)
+    print(f"{result.text()}\nwritten to {args.out}/ (vignette.md, vignette.png, vignette.svg)")
     return 0
 
 
@@ -251,11 +249,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     vig = sub.add_parser("vignette", help="follow one client's course: timeline and plain-language account")
     vig.add_argument("scenario", help="a scenario name from scenarios/ or a path to a .toml file")
-    which = vig.add_mutually_exclusive_group()
-    which.add_argument("--client", type=int, default=0, metavar="ID", help="the client's id (default 0)")
-    which.add_argument("--pick", choices=list(PICKS), help="the first client (lowest id) whose course ended this way")
+    vig.add_argument("--client", type=int, metavar="ID", help="the client's id (default 0)")
+    vig.add_argument("--pick", choices=list(PICKS), help="a client whose course went this way (the lowest id)")
+    vig.add_argument("--nth", type=positive_int, metavar="K", help="the Kth client the pick (or --random) matches")
+    vig.add_argument(
+        "--random", action="store_true", help="a client at random among the matches, seeded by the run's seed"
+    )
     vig.add_argument("--clients", type=positive_int, help="clients in the cohort (therapists scale with them)")
     vig.add_argument("--seed", type=seed_int, help="the run's seed")
+    vig.add_argument(
+        "--what-if",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="also follow the same client, with the same luck, under this parameter value (repeatable)",
+    )
+    vig.add_argument(
+        "--other-therapist",
+        type=int,
+        metavar="ID",
+        help="also follow the same client, with the same luck, with this therapist",
+    )
     vig.add_argument("--out", required=True, help="directory for vignette.md, vignette.png and vignette.svg")
     vig.set_defaults(func=cmd_vignette)
 

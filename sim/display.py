@@ -67,18 +67,18 @@ def cause_label(cause: str) -> str:
 
 # Labels for the parameters figures and the app show most, where the registry's meaning is long.
 SHORT_LABELS = {
-    "therapist_empathy_mean": "therapist empathy",
-    "therapist_humility_mean": "therapist cultural humility",
-    "therapist_repair_mean": "therapist repair skill",
-    "therapist_consistency_mean": "therapist consistency",
-    "therapist_competence_mean": "therapist competence",
+    "therapist_empathy_mean": "therapist empathy (mean)",
+    "therapist_humility_mean": "therapist cultural humility (mean)",
+    "therapist_repair_mean": "therapist repair skill (mean)",
+    "therapist_consistency_mean": "therapist consistency (mean)",
+    "therapist_competence_mean": "therapist competence (mean)",
     "therapist_feedback_share": "therapists using feedback",
-    "attachment_anxiety_mean": "client attachment anxiety",
-    "attachment_avoidance_mean": "client attachment avoidance",
+    "attachment_anxiety_mean": "client attachment anxiety (mean)",
+    "attachment_avoidance_mean": "client attachment avoidance (mean)",
     "client_minority_share": "minority-culture clients",
-    "barriers_mean": "client practical barriers",
-    "cultural_salience_mean": "client cultural salience",
-    "expectancy_mean": "client outcome expectancy",
+    "barriers_mean": "client practical barriers (mean)",
+    "cultural_salience_mean": "client cultural salience (mean)",
+    "expectancy_mean": "client outcome expectancy (mean)",
     "matching_policy": "matching policy",
 }
 
