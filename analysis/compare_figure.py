@@ -16,8 +16,8 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from analysis.compare import CAUSE_PREFIX, OUTCOME_BARS, alliance_curves, metric_label, retention_curves
-from analysis.figures import alliance_axis, cause_order, shade_weeks, week_axis
-from sim.display import CAUSE_COLOURS, cause_label
+from analysis.figures import alliance_axis, cause_order
+from sim.display import CAUSE_COLOURS, cause_label, shade_weeks, week_axis
 from sim.weekly import MIN_CLIENTS
 
 

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from sim.display import CAUSE_COLOURS, HOLIDAY_COLOUR, cause_label
+from sim.display import CAUSE_COLOURS, cause_label, shade_weeks, week_axis
 from sim.dynamics import CASENESS, DROPOUT_CAUSES
-from sim.weekly import MIN_CLIENTS, runs_of, weekly_curves
+from sim.weekly import MIN_CLIENTS, weekly_curves
 
 # Figures under docs/ are committed: the same figure must give the same bytes, or every regeneration
 # shows a diff of the whole file. SVG otherwise carries the time of saving (dc:date) and ids hashed
@@ -28,7 +28,6 @@ REPRODUCIBLE_RC = {"svg.hashsalt": "alliancesim"}
 METADATA = {".svg": {"Date": None}, ".png": {}}
 WAI_SR = (12, 60)  # the WAI-SR total: 12 items scored 1-5
 PHQ9 = (0, 27)
-WEEK_LABEL = "week (weekly session slot)"
 
 
 def save(fig, out: Path, stem: str) -> list[Path]:
@@ -43,20 +42,6 @@ def save(fig, out: Path, stem: str) -> list[Path]:
 
 
 # ── shared parts ─────────────────────────────────────────────────────────────────────────────────
-
-
-def week_axis(ax, weeks: int, label: bool = True) -> None:
-    """Weeks 0..``weeks`` with whole-number ticks only."""
-    ax.set_xlim(-0.2, weeks + 0.6)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if label:
-        ax.set_xlabel(WEEK_LABEL)
-
-
-def shade_weeks(ax, weeks, label: str | None = "therapist holiday") -> None:
-    """Shade each run of ``weeks`` (a week spans w - 0.5 to w + 0.5), labelled once for a legend."""
-    for i, (first, last) in enumerate(runs_of(weeks)):
-        ax.axvspan(first - 0.5, last + 0.5, color=HOLIDAY_COLOUR, zorder=0, lw=0, label=label if i == 0 else None)
 
 
 def alliance_axis(ax, draw: Callable, low: float, high: float, inset: bool = True) -> None:

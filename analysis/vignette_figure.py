@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from analysis.figures import PHQ9, shade_weeks
+from analysis.figures import PHQ9
 from analysis.vignette import client_row
-from sim.display import CAUSE_COLOURS, REPAIR_COLOUR, RUPTURE_COLOUR, cause_label
+from sim.display import CAUSE_COLOURS, REPAIR_COLOUR, RUPTURE_COLOUR, cause_label, shade_weeks
 from sim.dynamics import CASENESS
 from sim.outcomes import RELIABLE_CHANGE
 

@@ -1,4 +1,4 @@
-"""How the model's categories are shown: one colour per dropout cause, readable parameter labels.
+"""How the model's categories are shown: one colour per dropout cause, readable parameter labels, weeks.
 
 Every face of the package draws from here (the CLI's figures in :mod:`analysis`, the browser app in
 :mod:`sim.app`, the notebooks), so a dropout cause has one colour and a parameter one name
@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import re
 
+from matplotlib.ticker import MaxNLocator
+
 from sim.dynamics import DROPOUT_CAUSES, END_TYPES
 from sim.parameters import REGISTRY
+from sim.weekly import runs_of
 
 # Paul Tol's "muted" qualitative scheme, told apart with every common colour-vision deficiency
 # (https://personal.sron.nl/~pault/), then two of his "bright" colours for longer cause lists.
@@ -32,6 +35,7 @@ QUALITATIVE = (
 )
 BACKGROUND_CAUSE = "background"  # no risk factor stood out: grey, the absence of a colour
 BACKGROUND_COLOUR = "#BBBBBB"
+WEEK_LABEL = "week (weekly session slot)"
 GHOST_COLOUR = "#9E9E9E"  # the previous cohort in the app's before/after view
 HOLIDAY_COLOUR = "#F2E6C9"  # shading of therapist-holiday weeks
 RUPTURE_COLOUR, REPAIR_COLOUR = "#CC3311", "#009988"  # Tol "vibrant" red and teal
@@ -107,3 +111,17 @@ def parameter_value(name: str, value) -> str:
     if p is None or p.kind == "choice" or p.unit in ("0-1 scale", "share", "ratio", "rule", "policy"):
         return text.replace("_", " ")
     return f"{text} ({p.unit})"
+
+
+def week_axis(ax, weeks: int, label: bool = True) -> None:
+    """Weeks 0..``weeks`` on the x axis, with whole-number ticks only."""
+    ax.set_xlim(-0.2, weeks + 0.6)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if label:
+        ax.set_xlabel(WEEK_LABEL)
+
+
+def shade_weeks(ax, weeks, label: str | None = "therapist holiday") -> None:
+    """Shade each run of ``weeks`` (a week spans w - 0.5 to w + 0.5), labelled once for a legend."""
+    for i, (first, last) in enumerate(runs_of(weeks)):
+        ax.axvspan(first - 0.5, last + 0.5, color=HOLIDAY_COLOUR, zorder=0, lw=0, label=label if i == 0 else None)
