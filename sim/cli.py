@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 from analysis.vignette import PICKS
@@ -184,10 +186,74 @@ def cmd_scenarios(args) -> int:
     return 0
 
 
+def app_command(scenario: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that serve sim/app.py on localhost, with nothing asked of the internet.
+
+    Solara would otherwise check PyPI for a newer version at start, send usage telemetry, and fetch
+    any front-end file missing from solara-assets from a public CDN: ``--no-check-version``, the
+    telemetry switch and a CDN address on a closed local port stop all three.
+    """
+    app = Path(__file__).with_name("app.py")
+    env = {
+        **os.environ,
+        APP_SCENARIO_VARIABLE: scenario,
+        "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False",
+        "SOLARA_ASSETS_CDN": "http://127.0.0.1:9/",  # a miss fails here instead of going to jsdelivr
+        "SOLARA_THEME_SHOW_BANNER": "False",  # Solara's corner banner would cover the last chart on a projector
+    }
+    command = [sys.executable, "-m", "solara", "run", str(app), "--host", "127.0.0.1", "--port", str(port)]
+    return [*command, "--production", "--no-check-version"], env
+
+
+def _end_with_parent() -> None:  # pragma: no cover (runs in the child between fork and exec)
+    """Ask Linux to send the server SIGTERM when this process dies, even by SIGKILL."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
+def serve(command: list[str], env: dict[str, str], grace: float = 10.0) -> int:
+    """Run the server as a child that ends with this process: on SIGTERM, SIGINT or SIGHUP, and on its death.
+
+    A signal is passed on to the server as SIGTERM, which then gets ``grace`` seconds to close
+    its connections before it is killed. Returns the server's exit status, or 0 when stopped by a signal.
+    """
+    import subprocess
+
+    stop = threading.Event()
+    preexec = _end_with_parent if sys.platform.startswith("linux") else None
+    proc = subprocess.Popen(command, env=env, preexec_fn=preexec)  # the parent runs no other threads
+
+    def forward(signum, frame):
+        stop.set()
+        if proc.poll() is None:
+            proc.terminate()
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        while proc.poll() is None:
+            try:
+                proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+            if stop.is_set():
+                try:
+                    proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if stop.is_set() else proc.returncode
+
+
 def cmd_app(args) -> int:
     """``app``: the interactive browser app (sim/app.py) on localhost, starting from a scenario."""
     import importlib.util
-    import subprocess
 
     scenario = load_scenario(args.scenario)  # a bad name or file is reported here, not in the browser
     if importlib.util.find_spec("solara") is None:
@@ -197,14 +263,8 @@ def cmd_app(args) -> int:
             file=sys.stderr,
         )
         return 2
-    app = Path(__file__).with_name("app.py")
     print(f"scenario {scenario.name}: open http://127.0.0.1:{args.port} (Ctrl-C stops the app)", flush=True)
-    env = {**os.environ, APP_SCENARIO_VARIABLE: args.scenario}
-    command = [sys.executable, "-m", "solara", "run", str(app), "--host", "127.0.0.1", "--port", str(args.port)]
-    try:
-        return subprocess.call([*command, "--production"], env=env)
-    except KeyboardInterrupt:
-        return 0
+    return serve(*app_command(args.scenario, args.port))
 
 
 def build_parser() -> argparse.ArgumentParser:
