@@ -322,6 +322,7 @@ def Page():
                     if isinstance(spec, dict):
                         Control(name, spec, values.value[name], lambda v, n=name: values.set({**values.value, n: v}))
         solara.Text(ghost_text(model, ghost), style={"font-size": "0.9em", "color": "#444"})
-    with solara.GridFixed(columns=2, column_gap="8px", row_gap="8px"):
-        for chart in CHARTS:
-            solara.FigureMatplotlib(chart(model, ghost), format="png")
+    with solara.Column(classes=["alliancesim-charts"]):
+        with solara.GridFixed(columns=2, column_gap="8px", row_gap="8px"):
+            for chart in CHARTS:
+                solara.FigureMatplotlib(chart(model, ghost), format="png")
