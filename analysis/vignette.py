@@ -31,6 +31,12 @@ PICKS = {
         lambda c: (c["ruptures"] >= 1) & (c["repairs"] == c["ruptures"]),
     ),
     "rupture-unrepaired": ("left a rupture unrepaired", lambda c: c["repairs"] < c["ruptures"]),
+    "dropout-unrepaired": (
+        "dropped out with a rupture unrepaired",
+        lambda c: (c["end_type"] == "dropout") & (c["repairs"] < c["ruptures"]),
+    ),
+    "matched": ("saw a therapist of their own culture group", lambda c: c["cultural_match"].astype(bool)),
+    "mismatched": ("saw a therapist of another culture group", lambda c: ~c["cultural_match"].astype(bool)),
 }
 PICK_STREAM = zlib.crc32(b"vignette pick")  # keys the Generator of --random, as sim.streams keys its streams
 # PHQ-9 severity bands (Kroenke, Spitzer & Williams 2001, doi:10.1046/j.1525-1497.2001.016009606.x).
@@ -43,22 +49,28 @@ def severity(phq9: float) -> str:
     return next(label for low, label in SEVERITY if phq9 >= low)
 
 
-def pick_client(clients: pd.DataFrame, pick: str | None, nth: int = 1, seed: int | None = None) -> int:
+def pick_client(clients: pd.DataFrame, pick: str | list[str] | None, nth: int = 1, seed: int | None = None) -> int:
     """A client whose course went as ``pick`` says: the ``nth`` match, by id or in a seeded random order.
 
     Args:
         clients: the clients table of the run.
-        pick: one of :data:`PICKS`, or None for every client.
+        pick: one of :data:`PICKS`, several (a client must match all: ``["dropout", "mismatched"]``),
+            or None for every client.
         nth: which match, from 1.
         seed: shuffle the matches with a Generator seeded from it (``--random``); None keeps id order.
 
     Raises:
         VignetteError: an unknown pick, no match, or fewer matches than ``nth``.
     """
-    if pick is not None and pick not in PICKS:
-        raise VignetteError(f"--pick {pick!r} is not one of {', '.join(PICKS)}.")
-    label, matches = PICKS[pick] if pick else ("", lambda c: np.ones(len(c), bool))
-    ids = np.sort(clients.loc[matches(clients), "client_id"].to_numpy())
+    picks = [pick] if isinstance(pick, str) else list(pick or [])
+    unknown = [p for p in picks if p not in PICKS]
+    if unknown:
+        raise VignetteError(f"--pick {unknown[0]!r} is not one of {', '.join(PICKS)}.")
+    label = " and ".join(PICKS[p][0] for p in picks)
+    chosen = np.ones(len(clients), dtype=bool)
+    for p in picks:
+        chosen &= np.asarray(PICKS[p][1](clients), dtype=bool)
+    ids = np.sort(clients.loc[chosen, "client_id"].to_numpy())
     if not len(ids):
         raise VignetteError(
             f"no client in this run {label} ({len(clients)} clients): try more clients with --clients, "

@@ -310,7 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     vig = sub.add_parser("vignette", help="follow one client's course: timeline and plain-language account")
     vig.add_argument("scenario", help="a scenario name from scenarios/ or a path to a .toml file")
     vig.add_argument("--client", type=int, metavar="ID", help="the client's id (default 0)")
-    vig.add_argument("--pick", choices=list(PICKS), help="a client whose course went this way (the lowest id)")
+    vig.add_argument(
+        "--pick",
+        action="append",
+        choices=list(PICKS),
+        help="a client whose course went this way, the lowest id (repeat it: a client matching every pick)",
+    )
     vig.add_argument("--nth", type=positive_int, metavar="K", help="the Kth client the pick (or --random) matches")
     vig.add_argument(
         "--random", action="store_true", help="a client at random among the matches, seeded by the run's seed"

@@ -163,7 +163,7 @@ def vignette(
     scenario: Scenario | str | Path = "baseline",
     client: int | None = None,
     *,
-    pick: str | None = None,
+    pick: str | list[str] | None = None,
     nth: int | None = None,
     random: bool = False,
     clients: int | None = None,
@@ -176,7 +176,8 @@ def vignette(
     Args:
         scenario: a scenario name, path or :class:`sim.scenario.Scenario`.
         client: the client's id (default 0, unless ``pick`` or ``random`` chooses).
-        pick: choose among clients whose course went this way (:data:`analysis.vignette.PICKS`).
+        pick: choose among clients whose course went this way (:data:`analysis.vignette.PICKS`);
+            several picks choose among clients who match them all.
         nth: the nth match (from 1) in id order, or in a seeded random order with ``random``.
         random: choose at random among the matches (or among all clients without ``pick``),
             seeded from the run's seed: the same command gives the same client.
@@ -201,7 +202,7 @@ def vignette(
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     scenario = scenario.with_settings(clients=clients, seed=seed)
-    chosen_by_pick = pick is not None or random
+    chosen_by_pick = bool(pick) or random
     if client is not None and (chosen_by_pick or nth is not None):
         raise VignetteError("give a client id, or choose one with a pick, --nth or --random, not both.")
     if nth is not None and not chosen_by_pick:

@@ -129,7 +129,14 @@ def test_intervals_stay_within_what_a_metric_can_take():
 
 # ── a class's comparison: six scenarios, a chosen reference, pairs ──────────────────────────────────
 
-SIX = ["baseline", "low_empathy", "cultural_mismatch", "cultural_mismatch_humility", "repair_unskilled", "anxious_breaks"]
+SIX = [
+    "baseline",
+    "low_empathy",
+    "cultural_mismatch",
+    "cultural_mismatch_humility",
+    "repair_unskilled",
+    "anxious_breaks",
+]
 
 
 @pytest.fixture(scope="module")
@@ -202,9 +209,8 @@ def test_cli_compare_reference_and_pair(tmp_path):
             "--pair", "low_empathy:baseline", "--out", tmp_path / "pair", cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
     csv = pd.read_csv(tmp_path / "pair" / "compare.csv").fillna({"reference": ""})
-    assert set(zip(csv.loc[csv["reference"] != "", "scenario"], csv.loc[csv["reference"] != "", "reference"])) == {
-        ("baseline", "low_empathy")
-    }
+    compared = csv[csv["reference"] != ""]
+    assert set(zip(compared["scenario"], compared["reference"], strict=True)) == {("baseline", "low_empathy")}
     for args, message in (
         (("--pair", "baseline-low_empathy"), "REFERENCE:SCENARIO"),
         (("--reference", "anxious_breaks"), "not one of the scenarios compared"),

@@ -27,6 +27,9 @@ MEANS = {  # what each pick promises, written out independently of PICKS
     "deteriorated": lambda r: bool(r["reliable_deterioration"]),
     "rupture-repaired": lambda r: r["ruptures"] >= 1 and r["repairs"] == r["ruptures"],
     "rupture-unrepaired": lambda r: r["repairs"] < r["ruptures"],
+    "dropout-unrepaired": lambda r: r["end_type"] == "dropout" and r["repairs"] < r["ruptures"],
+    "matched": lambda r: bool(r["cultural_match"]),
+    "mismatched": lambda r: not r["cultural_match"],
 }
 
 
@@ -50,6 +53,16 @@ def test_every_rupture_of_a_rupture_repaired_client_is_repaired(run):
     assert not set(recovered_open["client_id"]) & set(ids), "a client with an open rupture is not rupture-repaired"
 
 
+def test_picks_combine_a_client_must_match_all(run):
+    client_id = pick_client(run.clients, ["dropout", "mismatched"])
+    row = run.clients.set_index("client_id").loc[client_id]
+    assert row["end_type"] == "dropout" and not row["cultural_match"], row
+    both = run.clients[(run.clients["end_type"] == "dropout") & ~run.clients["cultural_match"]]
+    assert client_id == both["client_id"].min()
+    with pytest.raises(VignetteError, match="dropped out and saw a therapist of another culture group"):
+        pick_client(run.clients.iloc[:0], ["dropout", "mismatched"])
+
+
 def test_nth_and_random_choose_among_the_matches(run):
     matches = np.sort(run.clients.loc[run.clients["end_type"] == "dropout", "client_id"].to_numpy())
     assert [pick_client(run.clients, "dropout", nth=k) for k in (1, 2, 3)] == list(matches[:3])
@@ -57,9 +70,10 @@ def test_nth_and_random_choose_among_the_matches(run):
     assert sorted(shuffled) == list(matches), "--random --nth K walks through every match once"
     assert shuffled != list(matches), "a seeded random order is not the id order"
     assert pick_client(run.clients, "dropout", seed=7) == shuffled[0], "the same seed gives the same client"
-    assert pick_client(run.clients, "dropout", seed=8) != shuffled[0] or pick_client(
-        run.clients, "dropout", seed=9
-    ) != shuffled[0], "other seeds choose other clients"
+    assert (
+        pick_client(run.clients, "dropout", seed=8) != shuffled[0]
+        or pick_client(run.clients, "dropout", seed=9) != shuffled[0]
+    ), "other seeds choose other clients"
     with pytest.raises(VignetteError, match=f"use --nth from 1 to {len(matches)}"):
         pick_client(run.clients, "dropout", nth=len(matches) + 1)
     everyone = pick_client(run.clients, None, seed=7)
