@@ -64,7 +64,7 @@ def _interval(values, low: float = -np.inf, high: float = np.inf) -> dict[str, f
 
 
 def cause_shares(clients: pd.DataFrame) -> pd.DataFrame:
-    """Share of all clients who dropped out with each dominant cause, per scenario and replicate.
+    """Share of all clients who dropped out for each reason, per scenario and replicate.
 
     Returns:
         One row per scenario and replicate, one column per cause of :data:`CAUSES` (0-1).

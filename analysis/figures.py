@@ -109,7 +109,7 @@ def summary_figure(clients: pd.DataFrame, sessions: pd.DataFrame, title: str = "
 
     Returns:
         A matplotlib Figure: retention with the weeks of a therapist holiday shaded; dropouts by
-        dominant cause (share of all clients); mean alliance on the whole WAI-SR range with a
+        reason (share of all clients); mean alliance on the whole WAI-SR range with a
         zoomed inset, and mean PHQ-9 with the intake mean at week 0, both over the clients
         attending that week and left out where fewer than 20 attended; under each, the number
         attending.
@@ -163,7 +163,7 @@ def summary_figure(clients: pd.DataFrame, sessions: pd.DataFrame, title: str = "
 
 
 def _cause_bars(ax, clients: pd.DataFrame) -> None:
-    """Dropouts by dominant cause as a share of all clients, one colour per cause."""
+    """Dropouts by reason as a share of all clients, one colour per cause."""
     dropped = clients.loc[clients["end_type"] == "dropout", "dropout_cause"]
     causes = cause_order(dropped.unique())
     share = 100 * dropped.value_counts().reindex(causes).fillna(0) / max(len(clients), 1)
@@ -175,4 +175,4 @@ def _cause_bars(ax, clients: pd.DataFrame) -> None:
         ax.annotate(f"{value:.1f}%", (value, yi), xytext=(3, 0), textcoords="offset points", va="center")
     ax.set_xlim(0, 1.18 * max(share.max() if len(share) else 1.0, 1.0))
     total = 100 * len(dropped) / max(len(clients), 1)
-    ax.set(xlabel="share of all clients (%)", title=f"Dropout by dominant cause: {total:.1f}% of clients in all")
+    ax.set(xlabel="share of all clients (%)", title=f"Why clients left: dropout {total:.1f}% of clients, by reason")

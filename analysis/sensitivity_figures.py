@@ -14,6 +14,7 @@ import pandas as pd
 
 from analysis.figures import plt, save
 from analysis.sensitivity import replicate_means
+from sim.display import parameter_label
 
 # Index columns drawn as bars, with their interval columns, per method.
 BARS = {
@@ -31,11 +32,11 @@ def _label(manifest: dict[str, Any], output: str) -> tuple[str, str]:
 
 
 def _param_label(name: str) -> str:
-    """A parameter's name with its unit from the registry, if it is a registry parameter."""
+    """A parameter's readable name (:func:`sim.display.parameter_label`) with its unit from the registry."""
     from sim.parameters import REGISTRY
 
     param = REGISTRY.get(name)
-    return f"{name} ({param.unit})" if param else name
+    return f"{parameter_label(name)} ({param.unit})" if param else name
 
 
 def index_bars(table: pd.DataFrame, bars: list[tuple[str, str, str]], title: str, xlabel: str):
@@ -47,7 +48,7 @@ def index_bars(table: pd.DataFrame, bars: list[tuple[str, str, str]], title: str
     height = 0.8 / k
     for i, (col, conf, label) in enumerate(bars):
         ax.barh(y + (i - (k - 1) / 2) * height, table[col], height, xerr=table[conf], capsize=2, label=label)
-    ax.set_yticks(y, table["parameter"])
+    ax.set_yticks(y, [parameter_label(p) for p in table["parameter"]])
     ax.axvline(0, color="grey", lw=0.8)
     ax.set(xlabel=xlabel, title=title)
     ax.legend(frameon=False, loc="lower right")
@@ -65,9 +66,8 @@ def morris_plot(table: pd.DataFrame, title: str, unit: str):
     # Label the parameters that matter; the crowd near the origin would only overprint.
     labelled = table[table["mu_star"] >= 0.05 * table["mu_star"].max()]
     for _, row in labelled.iterrows():
-        ax.annotate(
-            row["parameter"], (row["mu_star"], row["sigma"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
-        )
+        label = parameter_label(row["parameter"])
+        ax.annotate(label, (row["mu_star"], row["sigma"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set(
         xlim=(0, top),
         ylim=(0, top),
@@ -106,7 +106,7 @@ def oat_ranges(table: pd.DataFrame, title: str, label: str):
     y = np.arange(len(table))
     ax.barh(y, table["max"] - table["min"], left=table["min"], color="C0", alpha=0.7)
     ax.axvline(table["base"].iloc[0], color="k", lw=1, label="base value")
-    ax.set_yticks(y, table["parameter"])
+    ax.set_yticks(y, [parameter_label(p) for p in table["parameter"]])
     ax.set(xlabel=label, title=title)
     ax.legend(frameon=False)
     return fig

@@ -60,7 +60,7 @@ def cohort_curves(model: TherapyModel) -> pd.DataFrame:
 
 
 def cause_counts(model: TherapyModel) -> pd.Series:
-    """Dropouts so far by dominant cause, every cause of the model in its order (zeros included)."""
+    """Dropouts so far by reason, every cause of the model in its order (zeros included)."""
     s = model.cohort.state
     codes = s.dropout_cause[0][s.end_type[0] == DROPOUT]
     counts = np.bincount(codes, minlength=len(DROPOUT_CAUSES))
@@ -142,7 +142,7 @@ def sessions_figure(model: TherapyModel, ghost: TherapyModel | None = None) -> F
 
 
 def dropout_causes_figure(model: TherapyModel, ghost: TherapyModel | None = None) -> Figure:
-    """Dropouts so far by dominant cause; the previous cohort's as grey outlines."""
+    """Dropouts so far by reason; the previous cohort's as grey outlines."""
     counts = cause_counts(model)
     fig = Figure(figsize=SIZE, layout="constrained")
     ax = fig.subplots()
