@@ -11,6 +11,7 @@ shaded, means are over the clients attending that week (left out below
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -39,14 +40,21 @@ DROPOUT = END_TYPES.index("dropout")
 def cohort_curves(model: TherapyModel) -> pd.DataFrame:
     """The cohort week by week so far: week 0 (intake) to the last week simulated.
 
+    Computed once per model and week (six charts, and the ghost's, read the same table).
+
     Returns:
         Indexed by ``week``: ``not_dropped`` and ``in_therapy`` (shares of the cohort),
         ``attending`` (clients seen that week), ``alliance`` and ``phq9`` (means over the clients
         attending; NaN where fewer than 20 came), ``ruptures`` and ``repairs`` (clients that week).
     """
+    return _curves(model, model.cohort.week)
+
+
+@lru_cache(maxsize=8)
+def _curves(model: TherapyModel, week: int) -> pd.DataFrame:
     cohort = model.cohort
     n = cohort.n_clients
-    weeks = pd.RangeIndex(0, cohort.week + 1, name="week")
+    weeks = pd.RangeIndex(0, week + 1, name="week")
     s = cohort.state
     dropped_week = np.where(s.end_type[0] == DROPOUT, s.end_week[0].astype(float), np.inf)
     frame = pd.DataFrame({"not_dropped": [1.0 - (dropped_week <= w).mean() for w in weeks]}, index=weeks)

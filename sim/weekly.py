@@ -23,7 +23,8 @@ def holiday_weeks(params: dict) -> list[int]:
 
 
 def _has(event: pd.Series, name: str) -> np.ndarray:
-    return event.fillna("").str.split(";").apply(lambda names: name in names).to_numpy()
+    """Whether each ';'-joined event list names ``name`` (a whole name: "repair" is not in "repaired")."""
+    return event.fillna("").str.contains(rf"(?:^|;){name}(?:;|$)", regex=True).to_numpy()
 
 
 def weekly_curves(sessions: pd.DataFrame, weeks: int, min_clients: int = MIN_CLIENTS) -> pd.DataFrame:
