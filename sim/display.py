@@ -45,6 +45,9 @@ STATUS_COLOURS = dict(zip(END_TYPES, ("#4477AA", "#228833", "#AA3377", "#CC3311"
 def cause_colours(causes: tuple[str, ...] = DROPOUT_CAUSES) -> dict[str, str]:
     """A colour per dropout cause, in the order of ``causes``; the background rate in grey.
 
+    Any list of names works the same way (categories of reasons, say), so a new list gets its
+    colours from one call.
+
     Args:
         causes: the causes in the model's order (the empty "no dropout" entry is skipped).
 
