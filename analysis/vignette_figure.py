@@ -28,7 +28,7 @@ STRIP = (
     ("rupture", "rupture", "v", RUPTURE_COLOUR),
     ("repair", "repair", "^", REPAIR_COLOUR),
 )
-FOLLOWUP_OFFSET = 1.0  # the follow-up score sits this far right of the end, on a marked break
+FOLLOWUP_OFFSET = 2.0  # the follow-up score sits this far right of the last week, under a "follow-up" tick
 
 
 def _events(own: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -48,7 +48,9 @@ def end_text(row: pd.Series) -> str:
     return f"{row['end_type'].replace('_', ' ')} in week {row['end_session']}"
 
 
-def draw_course(axes, clients: pd.DataFrame, sessions: pd.DataFrame, client_id: int, followup_weeks=None) -> None:
+def draw_course(
+    axes, clients: pd.DataFrame, sessions: pd.DataFrame, client_id: int, followup_weeks=None, followup_at=None
+) -> None:
     """Draw one client's course on four axes sharing the week axis (top to bottom).
 
     Args:
@@ -56,6 +58,8 @@ def draw_course(axes, clients: pd.DataFrame, sessions: pd.DataFrame, client_id: 
         clients, sessions: the run's tables (:mod:`sim.records`).
         client_id: the client to show.
         followup_weeks: length of the follow-up, for the label of the follow-up score.
+        followup_at: where on the week axis the follow-up score goes (default: a step right of the
+            end), under a tick labelled "follow-up" rather than a week number.
     """
     ax_all, ax_dh, ax_phq, ax_strip = axes
     row = client_row(clients, client_id)
@@ -93,13 +97,14 @@ def draw_course(axes, clients: pd.DataFrame, sessions: pd.DataFrame, client_id: 
     # given to every client when the course ends, dropouts too; the outcome is scored on it.
     end = row["end_session"]
     ax_phq.plot([end], [row["final_phq9"]], marker="*", ms=13, color="C1", ls="none", zorder=5,
-                label="end-of-course assessment")  # fmt: skip
+                label="end-of-course assessment (a separate PHQ-9, dropouts too)")  # fmt: skip
     ax_phq.annotate(f"{row['final_phq9']}", (end, row["final_phq9"]), xytext=(-6, 6), textcoords="offset points",
                     ha="right", fontsize="small", color="C1")  # fmt: skip
     later = f"follow-up, {followup_weeks} weeks later" if followup_weeks else "follow-up"
-    ax_phq.plot([end + FOLLOWUP_OFFSET], [row["followup_phq9"]], marker="D", mfc="white", color="C0", ls="none",
+    followup_at = end + FOLLOWUP_OFFSET if followup_at is None else followup_at
+    ax_phq.plot([followup_at], [row["followup_phq9"]], marker="D", mfc="white", color="C0", ls="none",
                 label=later)  # fmt: skip
-    ax_phq.annotate("//", (end + FOLLOWUP_OFFSET / 2, PHQ9[0]), ha="center", va="bottom", fontsize="small")
+    ax_phq.annotate("//", (followup_at - FOLLOWUP_OFFSET / 2, PHQ9[0]), ha="center", va="bottom", fontsize="small")
     ax_phq.set(ylim=(PHQ9[0], PHQ9[1] + 12), yticks=range(0, 28, 5), ylabel="PHQ-9 (0-27)")
 
     for i, (_, name, marker, colour) in enumerate(STRIP):
@@ -121,6 +126,10 @@ def _layout(columns: int):
 
 def _finish(fig, axes, last_week: int, title: str) -> None:
     axes[0, 0].set_xlim(-0.5, last_week + FOLLOWUP_OFFSET + 0.5)
+    # Whole weeks up to the end; the place right of it is the follow-up, months later, not a week.
+    weeks = [int(t) for t in MaxNLocator(integer=True).tick_values(0, last_week) if 0 <= t <= last_week]
+    for ax in axes[-1, :]:
+        ax.set_xticks([*weeks, last_week + FOLLOWUP_OFFSET], [*map(str, weeks), "follow-\nup"])
     for row, where in ((0, "lower center"), (1, "lower center"), (2, "upper left")):
         handles, labels = axes[row, 0].get_legend_handles_labels()
         if row == 2:
@@ -154,7 +163,7 @@ def course_figure(
         of the dropout cause for a dropout), holiday weeks shaded.
     """
     fig, axes = _layout(1)
-    draw_course(axes[:, 0], clients, sessions, client_id, followup_weeks)
+    draw_course(axes[:, 0], clients, sessions, client_id, followup_weeks)  # the follow-up a step right of the end
     row = client_row(clients, client_id)
     _finish(fig, axes, int(row["end_session"]), f"{title}: {end_text(row)}" if title else end_text(row))
     return fig
@@ -167,9 +176,10 @@ def vignette_figure(v):
     if v.what_if is None:
         return course_figure(v.course.clients, v.course.sessions, v.client_id, title, followup)
     courses = (v.course, v.what_if)
+    last = max(int(client_row(c.clients, v.client_id)["end_session"]) for c in courses)
     fig, axes = _layout(2)
     for column, course in enumerate(courses):
-        draw_course(axes[:, column], course.clients, course.sessions, v.client_id, followup)
+        draw_course(axes[:, column], course.clients, course.sessions, v.client_id, followup, last + FOLLOWUP_OFFSET)
         t = course.therapist
         ending = end_text(client_row(course.clients, v.client_id))
         axes[0, column].annotate(
@@ -177,7 +187,6 @@ def vignette_figure(v):
             f"\n{ending}",
             (0.5, 1.12), xycoords="axes fraction", ha="center", va="bottom", fontsize="medium", weight="bold",
         )  # fmt: skip
-    last = max(int(client_row(c.clients, v.client_id)["end_session"]) for c in courses)
     _finish(fig, axes, last, f"{title}: the same client and the same luck, two courses")
     for ax in axes[:, 1]:
         ax.tick_params(labelleft=True)
