@@ -63,11 +63,27 @@ grid: $(VENV)/.installed  ## empathy x humility heatmaps (experiments/grid_empat
 sweep: $(VENV)/.installed  ## any spec: make sweep SPEC=x.toml EXECUTOR=dask [WORKERS=4 SCHEDULER=tcp://... OUT=dir]
 	$(RUN) -m experiments run $(SPEC) $(SWEEP_ARGS)
 
-# ── credibility: published facts (docs/validation.md) and calibration (docs/calibration.md) ─────
-.PHONY: validate validate-strict calibrate
+# ── research questions on the model: scenario discovery and virtual trials ──────────────────
+.PHONY: discover trial
 
-validate: $(VENV)/.installed  ## every published fact against the baseline: results/validate/, docs/validation.md
+DISCOVER_DIR = $(or $(OUT),results/discovery_dropout)
+DISCOVER_ARGS ?= --output dropout_rate --above 0.3
+discover: $(VENV)/.installed  ## PRIM boxes of dropout above 30% (experiments/discovery_dropout.toml, run or resumed first)
+	$(RUN) -m experiments run experiments/discovery_dropout.toml $(SWEEP_ARGS)
+	$(RUN) -m analysis discover $(DISCOVER_DIR) $(DISCOVER_ARGS)
+
+TRIAL ?= experiments/trials/trial_feedback.toml
+trial: $(VENV)/.installed  ## power curve of a virtual trial, feedback vs usual care on dropout: results/trial_feedback/
+	$(RUN) -m analysis trial $(TRIAL) $(SWEEP_ARGS)
+
+# ── credibility: published facts (docs/validation.md) and calibration (docs/calibration.md) ─────
+.PHONY: validate validate-strict docs-validation calibrate
+
+validate: $(VENV)/.installed  ## every published fact against the baseline: results/validate/ (table, report, figure)
 	$(RUN) -m analysis validate --out results/validate
+
+docs-validation: $(VENV)/.installed  ## the same, also regenerating docs/validation.md and its forest plot
+	$(RUN) -m analysis validate --out results/validate --docs docs
 
 validate-strict: $(VENV)/.installed  ## the same, exiting non-zero when a calibration fact misses its band
 	$(RUN) -m analysis validate --out results/validate --strict

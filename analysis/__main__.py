@@ -2,7 +2,10 @@
 
 - ``sensitivity DIR``: re-make indices.csv and figures from a sweep's stored outputs;
 - ``validate``: every published fact against the baseline (``make validate``);
-- ``calibrate``: fit the free parameters to the calibration facts (``make calibrate``).
+- ``calibrate``: fit the free parameters to the calibration facts (``make calibrate``);
+- ``expected-recovery``: refit routine outcome monitoring's expected-recovery curve (``make calibrate``);
+- ``discover DIR``: scenario discovery on a sweep, PRIM boxes and feature scores (``make discover``);
+- ``trial SPEC``: a virtual two-arm trial, power by clients and therapists per arm (``make trial``).
 
 Exit status: 0 when the command ran (for ``validate`` whatever the table says, it is a report); 1
 only under ``validate --strict``, when a calibration fact misses its band; 2 for a usage mistake (a
@@ -14,8 +17,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from analysis import discover, trial
 from analysis.sensitivity import AnalysisError, analyse_dir
 from analysis.targets import TargetsError
+from analysis.trial_spec import TrialSpecError
+from experiments.executors import ExecutorError
+from experiments.results import ResultsError
 from sim.cli import OutputError, at_least_two, output_dir, positive_int, seed_int
 from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
@@ -32,6 +39,7 @@ class UsageError(ValueError):
 
 
 USER_ERRORS = (UsageError, OutputError, ScenarioError, ParameterError, TargetsError, AnalysisError)
+USER_ERRORS += (ResultsError, discover.DiscoveryError, TrialSpecError, ExecutorError)
 
 
 def _file(path: Path, flag: str) -> Path:
@@ -78,8 +86,8 @@ def _add_validate(sub) -> None:
     )
     v.add_argument("--seed", type=seed_int, default=None, help="seed, 0 or more (default: the scenario's)")
     v.add_argument("--scenario", default="baseline", help="scenario name or path (default baseline)")
-    v.add_argument("--out", type=Path, default=Path("results/validate"), help="where validation.csv goes")
-    v.add_argument("--docs", type=Path, default=DOCS, help="where validation.md and figures/ go (default docs/)")
+    v.add_argument("--out", type=Path, default=Path("results/validate"), help="where every file goes")
+    v.add_argument("--docs", type=Path, default=None, help=f"also write validation.md and figures/ here (e.g. {DOCS})")
     v.add_argument("--targets", type=Path, default=TARGETS_FILE, help="the targets table (analysis/targets.toml)")
     v.add_argument("--strict", action="store_true", help="exit 1 when a calibration fact misses its band")
 
@@ -96,7 +104,8 @@ def _validate(args) -> int:
     load_scenario(args.scenario)
     check_expressions(targets, args.targets, simulate(args.scenario, clients=200, therapists=10, seed=0).clients)
     output_dir(args.out, "--out")
-    output_dir(args.docs / "figures", "--docs")
+    if args.docs is not None:
+        output_dir(args.docs / "figures", "--docs")
     table = run(
         out=args.out,
         docs=args.docs,
@@ -154,6 +163,28 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _add_expected(sub) -> None:
+    e = sub.add_parser(
+        "expected-recovery",
+        help="refit the expected-recovery curve of routine outcome monitoring: sim/expected_recovery.toml",
+        description="Fit the expected-recovery curve to the baseline's trajectories without feedback.",
+        epilog=EXIT_STATUS,
+    )
+    e.add_argument(
+        "--clients", type=at_least_two, default=20_000, help="clients of the reference sample (default 20000)"
+    )
+    e.add_argument("--seed", type=seed_int, default=1, help="seed (default 1)")
+    e.add_argument("--toml", type=Path, default=None, help="where the curve goes (default sim/expected_recovery.toml)")
+
+
+def _expected(args) -> int:
+    from analysis.expected_recovery import run
+    from sim.expected import CURVE_FILE
+
+    run(clients=args.clients, seed=args.seed, path=_file(args.toml or CURVE_FILE, "--toml"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (1: a calibration miss under --strict, 2: a usage mistake)."""
     p = argparse.ArgumentParser(
@@ -164,9 +195,19 @@ def main(argv: list[str] | None = None) -> int:
     sens.add_argument("dir", type=Path, help="the --out directory of `python -m experiments run`")
     _add_validate(sub)
     _add_calibrate(sub)
+    _add_expected(sub)
+    discover.add_parser(sub)
+    trial.add_parser(sub)
     args = p.parse_args(argv)
     keep_freed_memory()
-    commands = {"sensitivity": _sensitivity, "validate": _validate, "calibrate": _calibrate}
+    commands = {
+        "sensitivity": _sensitivity,
+        "validate": _validate,
+        "calibrate": _calibrate,
+        "expected-recovery": _expected,
+        "discover": discover.command,
+        "trial": trial.command,
+    }
     try:
         return commands[args.command](args)
     except USER_ERRORS as err:

@@ -20,10 +20,13 @@ from analysis.estimators import kaplan_meier, mean_ci
 from sim.display import cause_label
 from sim.dynamics import DROPOUT_CAUSES
 from sim.outcomes import METRICS
+from sim.reasons import CATEGORIES
 from sim.weekly import MIN_CLIENTS
 
 CAUSES = tuple(c for c in DROPOUT_CAUSES if c)
 CAUSE_PREFIX = "dropout_cause:"
+CATEGORY_PREFIX = "dropout_category:"
+REASON_PREFIXES = (CAUSE_PREFIX, CATEGORY_PREFIX)
 TABLE_COLUMNS = ["metric", "scenario", "mean", "ci_low", "ci_high"]
 DIFFERENCE_COLUMNS = ["metric", "scenario", "reference", "difference", "ci_low", "ci_high"]
 CSV_COLUMNS = ["metric", "label", "unit", "scenario", "reference", "mean", "difference", "ci_low", "ci_high"]
@@ -40,11 +43,13 @@ def scenario_names(table: pd.DataFrame) -> list[str]:
 
 def is_share(metric: str) -> bool:
     """Whether a metric is a share (0-1): shown in percent, its differences in percentage points."""
-    return metric.startswith(CAUSE_PREFIX) or _METRICS[metric].unit.startswith("share")
+    return metric.startswith(REASON_PREFIXES) or _METRICS[metric].unit.startswith("share")
 
 
 def metric_label(metric: str) -> tuple[str, str]:
     """A metric's label and the unit it is shown in: ``("dropout", "% of clients")``."""
+    if metric.startswith(CATEGORY_PREFIX):
+        return "dropout, " + metric.removeprefix(CATEGORY_PREFIX), "% of clients"
     if metric.startswith(CAUSE_PREFIX):
         return "dropout: " + cause_label(metric.removeprefix(CAUSE_PREFIX)), "% of clients"
     m = _METRICS[metric]
@@ -63,31 +68,38 @@ def _interval(values, low: float = -np.inf, high: float = np.inf) -> dict[str, f
     return {"mean": ci.mean, "ci_low": max(ci.low, low), "ci_high": min(ci.high, high)}
 
 
-def cause_shares(clients: pd.DataFrame) -> pd.DataFrame:
-    """Share of all clients who dropped out for each reason, per scenario and replicate.
+def cause_shares(clients: pd.DataFrame, column: str = "dropout_cause", values=CAUSES) -> pd.DataFrame:
+    """Share of all clients who dropped out with each main reason, per scenario and replicate.
+
+    Args:
+        clients: the stacked clients table.
+        column: ``dropout_cause`` (the main reason) or ``dropout_category`` (its category).
+        values: the reasons (:data:`CAUSES`) or the categories (:data:`sim.reasons.CATEGORIES`).
 
     Returns:
-        One row per scenario and replicate, one column per cause of :data:`CAUSES` (0-1).
+        One row per scenario and replicate, one column per value (0-1).
     """
     keys = ["scenario", "replicate"]
     size = clients.groupby(keys, observed=True).size()
     dropped = clients[clients["end_type"] == "dropout"]
-    counts = dropped.groupby([*keys, "dropout_cause"], observed=True).size()
-    counts = counts.unstack("dropout_cause") if len(counts) else pd.DataFrame(index=size.index)
-    counts = counts.reindex(index=size.index, columns=list(CAUSES)).fillna(0)
+    counts = dropped.groupby([*keys, column], observed=True).size()
+    counts = counts.unstack(column) if len(counts) else pd.DataFrame(index=size.index)
+    counts = counts.reindex(index=size.index, columns=list(values)).fillna(0)
     return counts.div(size, axis=0)
 
 
 def replicate_values(metrics: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
-    """Every compared quantity per scenario and replicate: the cohort metrics, then the cause shares.
+    """Every compared quantity per scenario and replicate: the cohort metrics, then the reason shares.
 
     Returns:
         Indexed by (scenario, replicate); columns the :data:`sim.outcomes.METRICS` names, then
-        ``dropout_cause:<cause>`` for each cause (share of all clients).
+        ``dropout_cause:<reason>`` for each main reason and ``dropout_category:<category>`` for each
+        category of it (shares of all clients).
     """
     wide = metrics.set_index(["scenario", "replicate"])[[m.name for m in METRICS]]
-    shares = cause_shares(clients).add_prefix(CAUSE_PREFIX)
-    return wide.join(shares)
+    reasons = cause_shares(clients).add_prefix(CAUSE_PREFIX)
+    categories = cause_shares(clients, "dropout_category", CATEGORIES).add_prefix(CATEGORY_PREFIX)
+    return wide.join(reasons).join(categories)
 
 
 def summary_table(metrics: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
@@ -99,7 +111,8 @@ def summary_table(metrics: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         Columns ``metric, scenario, mean, ci_low, ci_high``; metrics in :data:`METRICS` order, then
-        ``dropout_cause:<cause>`` rows (share of all clients), shares on 0-1.
+        ``dropout_cause:<reason>`` and ``dropout_category:<category>`` rows (share of all clients
+        who dropped out with that main reason, or a main reason of that category), shares on 0-1.
     """
     values = replicate_values(metrics, clients)
     rows = []
@@ -276,13 +289,13 @@ def wrap_name(name: str, width: int) -> list[str]:
 TEXT_UNITS = {"mean_sessions": "", "mean_alliance": "WAI-SR", "alliance_outcome_r": "", "mean_change": "points"}
 TEXT_DIGITS = {"alliance_outcome_r": 2, "ruptures_per_client": 2}  # one decimal otherwise
 SHARE_NOTE = (
-    "Shares: dropout and its causes of all clients; recovery of finished courses at caseness at intake; "
-    "reliable improvement and deterioration of finished courses (2 or more sessions)."
+    "Shares: dropout, its main reasons and their categories of all clients; recovery of finished courses at "
+    "caseness at intake; reliable improvement and deterioration of finished courses (2 or more sessions)."
 )
 
 
 def _text_label(metric: str, share_unit: str) -> str:
-    if metric.startswith(CAUSE_PREFIX) or is_share(metric):
+    if is_share(metric):
         return f"{metric_label(metric)[0]} ({share_unit})"
     unit = TEXT_UNITS.get(metric, metric_label(metric)[1])
     return f"{metric_label(metric)[0]} ({unit})" if unit else metric_label(metric)[0]
@@ -344,7 +357,7 @@ def format_table(
         width: the widest line; with many scenarios the columns continue in further blocks.
     """
     seen = table.groupby("metric", sort=False)["mean"].apply(lambda m: bool((m != 0).any()))
-    keep = [m for m in table["metric"].unique() if not m.startswith(CAUSE_PREFIX) or seen[m]]
+    keep = [m for m in table["metric"].unique() if not m.startswith(REASON_PREFIXES) or seen[m]]
 
     names = scenario_names(table)
     by = table.set_index(["metric", "scenario"])

@@ -113,7 +113,7 @@ def _cause_panel(ax, table: pd.DataFrame, differences: pd.DataFrame, names: list
     ax.invert_yaxis()
     ax.set_xlim(0, 1.6 * max(np.nanmax(100 * total["ci_high"], initial=1.0), 1.0))
     ax.set_xlabel("dropped out (% of all clients)")
-    ax.set_title("Why clients left: dropout by reason (mean over replicates)", fontsize="medium")
+    ax.set_title("Why clients left: dropout by main reason (mean over replicates)", fontsize="medium")
     ax.legend(frameon=False, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=3)
 
 

@@ -283,6 +283,28 @@ def icc_random_intercept(values, groups, method: Literal["anova", "reml", "ml"] 
     raise ValueError(f"method = {method!r} is not one of 'anova', 'reml', 'ml'")
 
 
+def icc_latent_binary(event, groups) -> float:
+    """ICC of a 0/1 outcome on the latent (threshold) scale, as multilevel logistic models report it.
+
+    The ANOVA ICC(1) of the 0/1 values (:func:`icc_random_intercept`) is converted to the scale of
+    a normal liability with a threshold: ``ICC * p (1 - p) / phi(Phi^-1(p))^2`` with ``p`` the
+    overall rate (Dempster & Lerner 1950, Genetics 35(2), 212-236; for multilevel models see
+    Nakagawa, Johnson & Schielzeth 2017, J. R. Soc. Interface 14, 20170213,
+    doi:10.1098/rsif.2017.0213). Clipped to [0, 1]; NaN when every value is 0 or every value is 1.
+
+    Args:
+        event: the outcome per client (bool), 1-D.
+        groups: the group label per client (e.g. ``therapist_id``), same length.
+    """
+    event = np.asarray(event, dtype=bool)
+    p = float(event.mean()) if event.size else float("nan")
+    if not 0.0 < p < 1.0:
+        return float("nan")
+    observed = icc_random_intercept(event.astype(float), groups)
+    density = stats.norm.pdf(stats.norm.ppf(p))
+    return float(np.clip(observed * p * (1.0 - p) / density**2, 0.0, 1.0))
+
+
 @dataclass(frozen=True)
 class KaplanMeier:
     """A Kaplan-Meier survival (retention) curve with a pointwise confidence band.

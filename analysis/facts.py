@@ -93,6 +93,8 @@ def compute_batch(target: Target, table: pd.DataFrame, n_sets: int) -> np.ndarra
             case "share":
                 hits = (ev(target.y).astype(bool) & selected).sum(axis=1)
                 return hits / selected.sum(axis=1)
+            case "mean":
+                return np.nanmean(masked(target.y), axis=1)
             case "pearson_r":
                 return np.asarray(est.pearson_r(masked(target.x), masked(target.y), axis=-1), dtype=float)
             case "point_biserial":
@@ -104,7 +106,7 @@ def compute_batch(target: Target, table: pd.DataFrame, n_sets: int) -> np.ndarra
                 return np.asarray(est.cohens_d(a, b, axis=-1), dtype=float)
             case "share_within_first":
                 return np.asarray(est.share_within_first(masked(target.y), target.k, axis=-1), dtype=float)
-            case "icc" | "odds_ratio":
+            case "icc" | "icc_latent" | "odds_ratio":
                 y, group = ev(target.y), ev(target.group)
                 return np.array([_per_set(target, y[s][selected[s]], group[s][selected[s]]) for s in range(n_sets)])
     raise ValueError(f"{target.id}: unknown statistic {target.statistic!r}")
@@ -114,6 +116,8 @@ def _per_set(target: Target, y: np.ndarray, group: np.ndarray) -> float:
     if target.statistic == "odds_ratio":
         return est.odds_ratio(y.astype(bool), group.astype(bool))
     try:
+        if target.statistic == "icc_latent":
+            return est.icc_latent_binary(y.astype(bool), group)
         return est.icc_random_intercept(y, group)
     except ValueError:
         return float("nan")
@@ -141,7 +145,8 @@ def simulate_facts(
     batch = [{**p, **parameters.validate(g, "targets.toml overrides")} for g in groups for p in param_sets]
     which = [groups.index(t.overrides or {}) for t in targets]
     columns = _columns_used(targets)
-    record = "sudden_gain" in columns  # sudden gains are read from the recorded session scores
+    # sudden gains and their reversal are read from the recorded session scores
+    record = bool(columns & {"sudden_gain", "sudden_gain_reversed"})
     n = len(param_sets)
     out = np.empty((len(reps), n, len(targets)))
     for i, rep in enumerate(reps):

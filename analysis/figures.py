@@ -19,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from sim.display import CAUSE_COLOURS, cause_label, shade_weeks, week_axis
 from sim.dynamics import CASENESS, DROPOUT_CAUSES
+from sim.reasons import CATEGORIES
 from sim.weekly import MIN_CLIENTS, weekly_curves
 
 # Figures under docs/ are committed: the same figure must give the same bytes, or every regeneration
@@ -108,11 +109,11 @@ def summary_figure(clients: pd.DataFrame, sessions: pd.DataFrame, title: str = "
         title: the figure's title.
 
     Returns:
-        A matplotlib Figure: retention with the weeks of a therapist holiday shaded; dropouts by
-        reason (share of all clients); mean alliance on the whole WAI-SR range with a
-        zoomed inset, and mean PHQ-9 with the intake mean at week 0, both over the clients
-        attending that week and left out where fewer than 20 attended; under each, the number
-        attending.
+        A matplotlib Figure: retention with the weeks of a therapist holiday shaded; the main
+        reason of each dropout (share of the dropouts) with the mix of reason categories; mean
+        alliance on the whole WAI-SR range with a zoomed inset, and mean PHQ-9 with the intake
+        mean at week 0, both over the clients attending that week and left out where fewer than 20
+        attended; under each, the number attending.
     """
     weeks = int(sessions["session"].max()) if len(sessions) else 1
     curves = weekly_curves(sessions, weeks)
@@ -163,16 +164,19 @@ def summary_figure(clients: pd.DataFrame, sessions: pd.DataFrame, title: str = "
 
 
 def _cause_bars(ax, clients: pd.DataFrame) -> None:
-    """Dropouts by reason as a share of all clients, one colour per cause."""
-    dropped = clients.loc[clients["end_type"] == "dropout", "dropout_cause"]
-    causes = cause_order(dropped.unique())
-    share = 100 * dropped.value_counts().reindex(causes).fillna(0) / max(len(clients), 1)
+    """The main reason of each dropout, as a share of the dropouts, with the mix of reason categories."""
+    dropped = clients[clients["end_type"] == "dropout"]
+    causes = cause_order(dropped["dropout_cause"].unique())
+    share = 100 * dropped["dropout_cause"].value_counts().reindex(causes).fillna(0) / max(len(dropped), 1)
     y = np.arange(len(causes))
     ax.barh(y, share.to_numpy(), color=[CAUSE_COLOURS[c] for c in causes])
     ax.set_yticks(y, [cause_label(c) for c in causes])
     ax.invert_yaxis()
     for yi, value in zip(y, share.to_numpy(), strict=True):
-        ax.annotate(f"{value:.1f}%", (value, yi), xytext=(3, 0), textcoords="offset points", va="center")
+        ax.annotate(f"{value:.0f}%", (value, yi), xytext=(3, 0), textcoords="offset points", va="center")
     ax.set_xlim(0, 1.18 * max(share.max() if len(share) else 1.0, 1.0))
     total = 100 * len(dropped) / max(len(clients), 1)
-    ax.set(xlabel="share of all clients (%)", title=f"Why clients left: dropout {total:.1f}% of clients, by reason")
+    categories = dropped["dropout_category"].value_counts(normalize=True)
+    mix = ", ".join(f"{c} {100 * categories.get(c, 0.0):.0f}%" for c in CATEGORIES)
+    ax.set(xlabel=f"share of the {len(dropped)} dropouts (%)")
+    ax.set_title(f"Why clients left: main reason ({total:.1f}% of clients dropped out)\n{mix}", fontsize="medium")

@@ -19,6 +19,7 @@ import pandas as pd
 from analysis import estimators as est
 from sim import parameters
 from sim.parameters import ParameterError
+from sim.scenario import ScenarioError, load_scenario
 from sim.userfiles import read_toml
 
 TARGETS_FILE = Path(__file__).with_name("targets.toml")
@@ -30,6 +31,8 @@ STATISTICS = {
     "point_biserial": ("group", "y"),
     "cohens_d": ("group", "y"),
     "icc": ("group", "y"),
+    "icc_latent": ("group", "y"),
+    "mean": ("y",),
     "odds_ratio": ("group", "y"),
     "share_within_first": ("y", "k"),
 }
@@ -61,7 +64,9 @@ class Target:
         note: how confident we are in the figure, and caveats.
         overrides: registry parameters to set on the baseline scenario for the run this fact is
             computed from (e.g. a share of feedback-using therapists, which the baseline lacks);
-            empty when the baseline itself is used.
+            empty when the baseline itself is used. A fact of another scenario carries that
+            scenario's parameters here, followed by its own overrides.
+        scenario: the scenario the fact describes ("" for the scenario validated, the baseline).
     """
 
     id: str
@@ -82,6 +87,7 @@ class Target:
     doi: str = ""
     note: str = ""
     overrides: dict[str, float] = field(default_factory=dict)
+    scenario: str = ""
 
     def contains(self, value: float) -> bool:
         """Whether ``value`` lies inside the band (inclusive)."""
@@ -106,6 +112,10 @@ class Target:
                 return est.cohens_d(y[mask], y[~mask])
             case "icc":
                 return est.icc_random_intercept(ev(self.y), ev(self.group))
+            case "icc_latent":
+                return est.icc_latent_binary(ev(self.y).astype(bool), ev(self.group))
+            case "mean":
+                return float(np.mean(ev(self.y).astype(float))) if len(df) else float("nan")
             case "odds_ratio":
                 return est.odds_ratio(ev(self.y).astype(bool), ev(self.group).astype(bool))
             case "share_within_first":
@@ -138,6 +148,13 @@ def _check(entry: dict, path: Path) -> Target:
         overrides = parameters.validate(entry.get("overrides", {}), f"{where}, overrides")
     except ParameterError as err:
         raise TargetsError(str(err)) from None
+    if entry.get("scenario"):
+        # A fact of another scenario runs with that scenario's parameters set on the one validated.
+        try:
+            scenario = load_scenario(entry["scenario"])
+        except ScenarioError as err:
+            raise TargetsError(f"scenario = {entry['scenario']!r} ({where}): {err}") from None
+        overrides = {**scenario.overrides, **overrides}
     target = Target(**{**entry, "overrides": overrides})
     if target.set not in SETS:
         raise TargetsError(f"set = {target.set!r} ({where}); use one of {SETS}")

@@ -15,6 +15,7 @@ import pandas as pd
 
 from sim.dynamics import CASENESS
 from sim.outcomes import RELIABLE_CHANGE
+from sim.reasons import CATEGORY_OF, CATEGORY_TEXT, REASON_TEXT, REASONS
 from sim.records import DROPOUT_TEXT, completion_text
 from sim.vignette import VignetteError
 
@@ -182,6 +183,32 @@ def course_lines(sessions: pd.DataFrame, events: pd.DataFrame, intake_phq9: int)
     return lines
 
 
+MINOR_SHARE = 0.05  # reasons with a smaller share of a dropout are left out of its account
+
+
+def reasons_text(row: pd.Series) -> str:
+    """What pushed a client out, in plain words with the shares of the reasons.
+
+    "mostly practical barriers (62%); fading engagement (25%) and an unrepaired rupture (13%) added
+    to it (as clients report it: practical or circumstantial constraints)", from the clients
+    table's ``share_<reason>`` columns (a dropout's shares sum to one); the main reason's words
+    alone when the table has no shares.
+    """
+    cause = row["dropout_cause"]
+    main = DROPOUT_TEXT.get(cause, str(cause).replace("_", " "))
+    shares = {r: float(row[f"share_{r}"]) for r in REASONS if f"share_{r}" in row.index and pd.notna(row[f"share_{r}"])}
+    if not shares:
+        return main
+    order = sorted(shares, key=shares.get, reverse=True)
+    lead = order[0]
+    text = f"{'mostly' if shares[lead] >= 0.5 else 'above all'} {REASON_TEXT[lead]} ({shares[lead]:.0%})"
+    others = [f"{REASON_TEXT[r]} ({shares[r]:.0%})" for r in order[1:] if shares[r] >= MINOR_SHARE]
+    if others:
+        joined = others[0] if len(others) == 1 else ", ".join(others[:-1]) + f" and {others[-1]}"
+        text += f"; {joined} added to it"
+    return f"{text} (as clients report it: {CATEGORY_TEXT[CATEGORY_OF[lead]]})"
+
+
 def ending_text(row: pd.Series, followup_weeks: int | None = None, planned_sessions: int | None = None) -> str:
     """Why and when the course ended, and where the client's symptoms stood after it.
 
@@ -191,8 +218,7 @@ def ending_text(row: pd.Series, followup_weeks: int | None = None, planned_sessi
     """
     week, attended = row["end_session"], row["sessions_attended"]
     if row["end_type"] == "dropout":
-        cause = DROPOUT_TEXT.get(row["dropout_cause"], str(row["dropout_cause"]).replace("_", " "))
-        how = f"The client dropped out in week {week}, after {attended} sessions attended: {cause}."
+        how = f"The client dropped out in week {week}, after {attended} sessions attended: {reasons_text(row)}."
     elif row["end_type"] == "good_enough":
         how = f"Therapist and client ended by agreement in week {week}, after {attended} sessions: good enough."
     elif row["end_type"] == "completed":

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim.engine import Cohort  # noqa: E402
 from sim.memory import keep_freed_memory  # noqa: E402
-from sim.run import run_batch  # noqa: E402
+from sim.run import batch_metrics  # noqa: E402
 from sim.scenario import load_scenario  # noqa: E402
 
 SESSIONS = 16
@@ -83,11 +83,11 @@ def _batch_sets(n_sets: int) -> list[dict]:
 
 
 def _timed_batch(args) -> float:
-    """Seconds of one ``run_batch`` call on ``sets`` (module level, for spawn)."""
+    """Seconds of one ``batch_metrics`` call on ``sets`` (module level, for spawn)."""
     sets, n_clients = args
     keep_freed_memory()  # as the sweep runner's workers do
     start = time.perf_counter()
-    run_batch(sets, n_clients, n_clients // 20, seed=1)
+    batch_metrics(sets, n_clients, n_clients // 20, seed=1)
     return time.perf_counter() - start
 
 

@@ -101,16 +101,16 @@ def time_runner(spec, processes: int) -> tuple[float, dict[str, np.ndarray]]:
 
 def _engine_chunk(param_sets: list[dict], n_clients: int, n_therapists: int, seed: int) -> dict[str, list[float]]:
     """One worker's share of the sweep through the batched engine (module level, for spawn)."""
-    from sim.run import run_batch
+    from sim.run import batch_metrics
 
-    return {k: v.tolist() for k, v in run_batch(param_sets, n_clients, n_therapists, seed).items()}
+    return {k: v.tolist() for k, v in batch_metrics(param_sets, n_clients, n_therapists, seed).items()}
 
 
 def _warm_worker() -> None:
     """Worker initializer: import the engine and load its compiled kernel, as a runner's pool has."""
-    from sim.run import run_batch
+    from sim.run import batch_metrics
 
-    run_batch([resolve()], 10, 1, 0)
+    batch_metrics([resolve()], 10, 1, 0)
 
 
 def _ready() -> int:
@@ -177,12 +177,12 @@ def compare(N: int = 256, n_clients: int = 2000, processes: int = 2, seed: int =
         runner's outputs equal the engine's bit for bit; and the mean absolute difference in
         dropout rate between the engine and the reference model (same rules, different draws).
     """
-    from sim.run import run_batch
+    from sim.run import batch_metrics
 
     spec = sweep_spec(N, n_clients, seed)
     sets = spec_sets(spec)
     n_therapists = spec.therapists
-    run_batch(sets[:1], 10, 1, seed)  # compile the numba kernel into its disk cache, outside the timing
+    batch_metrics(sets[:1], 10, 1, seed)  # compile the numba kernel into its disk cache, outside the timing
 
     runner_s, runner = time_runner(spec, processes)
     engine_s, engine, engine_timings = time_engine(sets, n_clients, n_therapists, seed, processes, repeats)

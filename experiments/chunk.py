@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from sim.memory import keep_freed_memory
-from sim.run import run_batch
+from sim.run import batch_metrics
 
 Evaluator = Callable[..., dict[str, np.ndarray]]
 
@@ -42,7 +42,7 @@ class ChunkTask:
     therapists: int
     seed: int
     replicates: int
-    evaluator: Evaluator = run_batch
+    evaluator: Evaluator = batch_metrics
 
 
 def run_chunk(task: ChunkTask) -> tuple[int, dict[str, np.ndarray]]:

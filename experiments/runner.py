@@ -1,12 +1,12 @@
 """The sweep runner: sample, cut into chunks, run the missing chunks on an executor, store each one.
 
 Each chunk is a slice of consecutive parameter sets. For each replicate ``r`` the chunk makes one
-call of the evaluator (by default :func:`sim.run.run_batch`) with the spec's seed and
+call of the evaluator (by default :func:`sim.run.batch_metrics`) with the spec's seed and
 ``replicate=r``. The engine's results depend only on (parameter set, cohort size, seed, replicate),
 so chunking, the executor and the worker count cannot change an output, and a resumed run is
 bit-identical to an uninterrupted one.
 
-The evaluator is any module-level function with ``run_batch``'s signature,
+The evaluator is any module-level function with ``batch_metrics``'s signature,
 ``evaluate(param_sets, n_clients, n_therapists, seed, replicate) -> {output: array (n_sets,)}``;
 tests swap in a known function (Ishigami) to check the plumbing.
 """
@@ -29,7 +29,7 @@ from experiments.executors import make_executor
 from experiments.spec import ExperimentSpec
 from sim.memory import keep_freed_memory
 from sim.outcomes import METRICS
-from sim.run import run_batch
+from sim.run import batch_metrics
 
 
 def _python(value: Any) -> Any:
@@ -108,7 +108,7 @@ def run_experiment(
     executor: str = "serial",
     workers: int | None = None,
     scheduler: str | None = None,
-    evaluator: Evaluator = run_batch,
+    evaluator: Evaluator = batch_metrics,
     progress: bool = True,
     analyse: bool = True,
 ) -> dict[str, Any]:

@@ -23,6 +23,7 @@ _EXPORTS = {
     "Scenario": "sim.scenario",
     "ScenarioError": "sim.scenario",
     "TherapyModel": "sim.model",
+    "batch_metrics": "sim.run",
     "compare": "sim.comparison",
     "load_scenario": "sim.scenario",
     "run_batch": "sim.run",

@@ -1,7 +1,9 @@
 """Therapist and client agents: thin Mesa views onto the engine's arrays.
 
 An agent holds no state of its own. Its attributes read (and, for the dyad state, write) its slot
-of the cohort's arrays, so the Mesa model and the batch engine share one copy of the rules.
+of the cohort's arrays, so the Mesa model and the batch engine share one copy of the rules. For the
+same reason an agent cannot be removed: the engine steps every dyad of the cohort together, and a
+removed agent's client would go on being simulated, so :meth:`Client.remove` refuses clearly.
 """
 
 from __future__ import annotations
@@ -11,6 +13,18 @@ import numpy as np
 
 from sim import dynamics
 from sim.population import ATTACHMENT_STYLES
+
+
+class AgentRemovalError(RuntimeError):
+    """An agent cannot leave the cohort: the engine keeps simulating its slot of the arrays."""
+
+
+def _refuse_removal(agent, kind: str, agent_id: int) -> None:
+    raise AgentRemovalError(
+        f"{kind} {agent_id} cannot be removed: agents are views onto the engine's arrays, which step every dyad "
+        "of the cohort together, so the course would go on being simulated. To leave it out of an analysis, "
+        "filter the agents or the clients table; to end courses early, change the parameters (e.g. dropout_base)."
+    )
 
 
 class _StateSlot:
@@ -53,10 +67,19 @@ class Client(mesa.Agent):
         super().__init__(model)
         self.client_id = client_id
 
+    def remove(self) -> None:
+        """Refused: see :class:`AgentRemovalError`."""
+        _refuse_removal(self, "client", self.client_id)
+
+    @property
+    def therapist_id(self) -> int:
+        """The assigned therapist's id."""
+        return int(self.model.cohort.assignment[0, self.client_id])
+
     @property
     def therapist(self) -> Therapist:
         """The assigned therapist agent."""
-        return self.model.therapist_agents[int(self.model.cohort.assignment[0, self.client_id])]
+        return self.model.therapist_agents[self.therapist_id]
 
     @property
     def alliance(self) -> float:
@@ -97,13 +120,16 @@ class Client(mesa.Agent):
 class Therapist(mesa.Agent):
     """A therapist; traits are views onto the engine's arrays (parameter set 0).
 
-    ``alliance``, ``phq9`` and ``status`` summarise the therapist's caseload, so that one set of
-    agent reporters serves both agent types.
+    ``alliance`` and ``phq9`` summarise the therapist's active caseload.
     """
 
     def __init__(self, model, therapist_id: int):
         super().__init__(model)
         self.therapist_id = therapist_id
+
+    def remove(self) -> None:
+        """Refused: see :class:`AgentRemovalError`."""
+        _refuse_removal(self, "therapist", self.therapist_id)
 
     def _trait(self, name: str):
         return getattr(self.model.cohort.therapists, name)[0, self.therapist_id]
@@ -138,8 +164,3 @@ class Therapist(mesa.Agent):
         """Mean last PHQ-9 of active clients (NaN when none are left)."""
         a = self._active
         return float(self.model.cohort.state.phq9[0, a].mean()) if a.any() else float("nan")
-
-    @property
-    def status(self) -> str:
-        """'therapist'."""
-        return "therapist"

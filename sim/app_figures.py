@@ -30,6 +30,7 @@ from sim.display import (
 )
 from sim.dynamics import CASENESS, DROPOUT_CAUSES, END_TYPES
 from sim.model import TherapyModel
+from sim.reasons import CATEGORIES, CATEGORY_OF
 from sim.weekly import holiday_weeks, weekly_curves
 
 SIZE = (4.6, 2.8)  # inches: two charts side by side, legible on a 1280-pixel projector
@@ -73,6 +74,16 @@ def cause_counts(model: TherapyModel) -> pd.Series:
     codes = s.dropout_cause[0][s.end_type[0] == DROPOUT]
     counts = np.bincount(codes, minlength=len(DROPOUT_CAUSES))
     return pd.Series(counts, index=DROPOUT_CAUSES).drop("")
+
+
+def category_mix(model: TherapyModel) -> str:
+    """The dropouts so far by category of their main reason, as client surveys group them."""
+    counts = cause_counts(model)
+    total = counts.sum()
+    if not total:
+        return ""
+    by_category = counts.groupby(lambda reason: CATEGORY_OF[reason]).sum().reindex(CATEGORIES).fillna(0)
+    return ", ".join(f"{c} {n / total:.0%}" for c, n in by_category.items())
 
 
 def _frame(model: TherapyModel, ghost: TherapyModel | None, title: str):
@@ -167,7 +178,10 @@ def dropout_causes_figure(model: TherapyModel, ghost: TherapyModel | None = None
     ax.set_xlim(0, max(5, int(top) + 1))
     ax.xaxis.get_major_locator().set_params(integer=True)
     so_far = " so far" if model.running else ""
-    ax.set(xlabel="clients", title=f"Why clients left: {int(counts.sum())} of {model.cohort.n_clients}{so_far}")
+    mix = category_mix(model)
+    title = f"Why clients left: {int(counts.sum())} of {model.cohort.n_clients}{so_far}" + (f"\n{mix}" if mix else "")
+    ax.set(xlabel="clients (main reason of each dropout)")
+    ax.set_title(title, fontsize="medium")
     if ghost is not None:
         _legend(ax, loc="lower right")
     return fig

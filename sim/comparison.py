@@ -23,7 +23,7 @@ from sim.run import client_outcomes
 from sim.scenario import Scenario, ScenarioError, load_scenario
 from sim.weekly import weekly_curves
 
-CLIENT_COLUMNS = ["client_id", "end_type", "end_session", "dropout_cause", "sessions_attended"]
+CLIENT_COLUMNS = ["client_id", "end_type", "end_session", "dropout_cause", "dropout_category", "sessions_attended"]
 SESSION_COLUMNS = ["client_id", "session", "attended", "alliance"]
 PAIR_HELP = "e.g. pairs=[('cultural_mismatch', 'cultural_mismatch_humility')]"
 

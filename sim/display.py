@@ -1,11 +1,10 @@
 """How the model's categories are shown: one colour per dropout cause, readable parameter labels, weeks.
 
 Every face of the package draws from here (the CLI's figures in :mod:`analysis`, the browser app in
-:mod:`sim.app`, the notebooks), so a dropout cause has one colour and a parameter one name
-everywhere. Nothing here repeats the model's lists: the causes come from
-:data:`sim.dynamics.DROPOUT_CAUSES` and their wording from :data:`sim.records.DROPOUT_TEXT`, the
-parameter labels from the registry's ``meaning``; a new or renamed cause gets a colour and a label
-without an edit here.
+:mod:`sim.app`, the notebooks), so a dropout reason has one colour and a parameter one name
+everywhere. Nothing here repeats the model's lists: the reasons, their categories, wording and
+colours come from :mod:`sim.reasons` (through :data:`sim.dynamics.DROPOUT_CAUSES`), the parameter
+labels from the registry's ``meaning``; a new or renamed reason needs no edit here.
 """
 
 from __future__ import annotations
@@ -16,24 +15,9 @@ from matplotlib.ticker import MaxNLocator
 
 from sim.dynamics import DROPOUT_CAUSES, END_TYPES
 from sim.parameters import REGISTRY
+from sim.reasons import CATEGORIES, CATEGORY_OF, REASON_COLOURS, REASONS
 from sim.weekly import runs_of
 
-# Paul Tol's "muted" qualitative scheme, told apart with every common colour-vision deficiency
-# (https://personal.sron.nl/~pault/), then two of his "bright" colours for longer cause lists.
-QUALITATIVE = (
-    "#CC6677",  # rose
-    "#332288",  # indigo
-    "#DDCC77",  # sand
-    "#117733",  # green
-    "#88CCEE",  # cyan
-    "#882255",  # wine
-    "#44AA99",  # teal
-    "#999933",  # olive
-    "#AA4499",  # purple
-    "#EE6677",  # red
-    "#4477AA",  # blue
-)
-BACKGROUND_CAUSE = "background"  # no risk factor stood out: grey, the absence of a colour
 BACKGROUND_COLOUR = "#BBBBBB"
 WEEK_LABEL = "week (weekly session slot)"
 GHOST_COLOUR = "#9E9E9E"  # the previous cohort in the app's before/after view
@@ -41,34 +25,19 @@ HOLIDAY_COLOUR = "#F2E6C9"  # shading of therapist-holiday weeks
 RUPTURE_COLOUR, REPAIR_COLOUR = "#CC3311", "#009988"  # Tol "vibrant" red and teal
 STATUS_COLOURS = dict(zip(END_TYPES, ("#4477AA", "#228833", "#AA3377", "#CC3311"), strict=True))
 
+CAUSE_COLOURS = {cause: REASON_COLOURS.get(cause, BACKGROUND_COLOUR) for cause in DROPOUT_CAUSES if cause}
+"""Colour of each dropout reason (:data:`sim.dynamics.DROPOUT_CAUSES`), as :data:`sim.reasons.REASON_COLOURS`
+defines it; a reason without a colour there is drawn grey rather than failing."""
 
-def cause_colours(causes: tuple[str, ...] = DROPOUT_CAUSES) -> dict[str, str]:
-    """A colour per dropout cause, in the order of ``causes``; the background rate in grey.
-
-    Any list of names works the same way (categories of reasons, say), so a new list gets its
-    colours from one call.
-
-    Args:
-        causes: the causes in the model's order (the empty "no dropout" entry is skipped).
-
-    Raises:
-        ValueError: more causes than colours (extend :data:`QUALITATIVE`).
-    """
-    named = [c for c in causes if c and c != BACKGROUND_CAUSE]
-    if len(named) > len(QUALITATIVE):
-        raise ValueError(f"{len(named)} dropout causes but {len(QUALITATIVE)} colours: extend sim.display.QUALITATIVE")
-    colours = dict(zip(named, QUALITATIVE, strict=False))
-    if BACKGROUND_CAUSE in causes:
-        colours[BACKGROUND_CAUSE] = BACKGROUND_COLOUR
-    return colours
-
-
-CAUSE_COLOURS = cause_colours()
-"""Colour of each dropout cause (:data:`sim.dynamics.DROPOUT_CAUSES`), shared by every figure."""
+CATEGORY_COLOURS = {
+    category: next(CAUSE_COLOURS[r] for r in REASONS if CATEGORY_OF[r] == category) for category in CATEGORIES
+}
+"""Colour of each reason category: the colour of its first reason (reds for the relationship, blues
+for circumstances, green for improvement)."""
 
 
 def cause_label(cause: str) -> str:
-    """A dropout cause as a figure's legend shows it: ``"unrepaired_rupture"`` -> ``"unrepaired rupture"``."""
+    """A dropout reason as a figure's legend shows it: ``"unrepaired_rupture"`` -> ``"unrepaired rupture"``."""
     return cause.replace("_", " ")
 
 

@@ -11,6 +11,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sim.expected import CURVE
+from sim.reasons import N_MISS_CAUSES, REASONS
+
 
 class Dyads(NamedTuple):
     """What stays fixed over a course, per dyad; each field shape (n_sets, n_clients)."""
@@ -32,7 +35,12 @@ class Dyads(NamedTuple):
     repair_open: np.ndarray  # the same with withdrawal made visible by feedback
     cancel_risk: np.ndarray
     break_dent: np.ndarray  # bond lost at a cancelled week
-    attend_logit: np.ndarray  # attendance log-odds of a fully engaged client
+    barrier_attend: np.ndarray  # attendance log-odds lost to practical barriers (after the therapist's flexibility)
+    hold: np.ndarray  # share of every dropout risk left by the therapist's retention skill
+    retention: np.ndarray  # the therapist's retention skill
+    responsiveness: np.ndarray  # the client's rate of response relative to the average (below 0: worsens)
+    expectancy: np.ndarray  # outcome expectancy at intake: the anchor of hope
+    expected_asymptote: np.ndarray  # share of intake expected to remain (the expected-recovery curve)
     competence: np.ndarray
     uses_feedback: np.ndarray
     barriers: np.ndarray
@@ -63,13 +71,19 @@ class State(NamedTuple):
     ruptures: np.ndarray
     repairs: np.ndarray
     missed_run: np.ndarray  # consecutive missed sessions
-    below_run: np.ndarray  # consecutive sessions below caseness
+    well_run: np.ndarray  # consecutive sessions reliably improved and below caseness
     abandonment: np.ndarray  # reaction to cancelled weeks: +1 each, halved at each attended session
     off_track: np.ndarray  # flagged not on track at the last session
     ever_off_track: np.ndarray
+    gain_pending: np.ndarray  # PHQ-9 points of the last sudden gain, until it reverses (0: none)
+    gains: np.ndarray  # sudden gains (the dynamic events, not the score criterion)
+    reversals: np.ndarray  # sudden gains lost again
+    miss_credit: np.ndarray  # shape (n_sets, n_clients, 4): why the current run of missed sessions was missed
+    reason_shares: np.ndarray  # shape (n_sets, n_clients, n_reasons): a dropout's reasons, 0 otherwise
     early_alliance: np.ndarray  # sum of WAI-SR over sessions 1-3
     early_goal: np.ndarray  # sum of goal agreement (0-1) over sessions 1-3
     alliance_sum: np.ndarray  # sum of WAI-SR over attended sessions
+    early_phq9: np.ndarray  # the PHQ-9 at the fourth attended session (NaN before): early response
 
 
 def _full(x, shape, dtype=float, copy=False) -> np.ndarray:
@@ -115,6 +129,7 @@ def intake(p: dict, therapist: dict, client) -> Dyads:
     floor = p["repair_skill_floor"]
     repair_open = p["repair_rate"] * (floor + (1.0 - floor) * therapist["repair_skill"])
     overload = np.maximum(0.0, therapist["load"] / therapist["capacity"] - 1.0)
+    hold = 1.0 - p["retention_protection"] * therapist["retention"]
     values = {
         "anxiety": anxiety,
         "avoidance": avoidance,
@@ -134,7 +149,12 @@ def intake(p: dict, therapist: dict, client) -> Dyads:
         "cancel_risk": p["cancellation_rate"] * (1.0 - therapist["consistency"])
         + p["overload_cancellation"] * overload,
         "break_dent": p["cancellation_trust_dent"] * (1.0 + p["anxious_break_sensitivity"] * anxiety),
-        "attend_logit": p["attendance_base"] - p["barriers_attendance"] * client.barriers,
+        "barrier_attend": p["barriers_attendance"] * client.barriers * hold,
+        "hold": hold,
+        "retention": therapist["retention"],
+        "responsiveness": client.responsiveness,
+        "expectancy": client.expectancy,
+        "expected_asymptote": CURVE.asymptote(client.intake_phq9),
         "competence": competence,
         "uses_feedback": therapist["uses_feedback"],
         "barriers": client.barriers,
@@ -176,13 +196,19 @@ def initial_state(p: dict, d: Dyads, client) -> State:
         ruptures=zeros(np.int16),
         repairs=zeros(np.int16),
         missed_run=zeros(np.int16),
-        below_run=zeros(np.int16),
+        well_run=zeros(np.int16),
         abandonment=zeros(float),
         off_track=zeros(bool),
         ever_off_track=zeros(bool),
+        gain_pending=zeros(float),
+        gains=zeros(np.int16),
+        reversals=zeros(np.int16),
+        miss_credit=np.zeros((*shape, N_MISS_CAUSES)),
+        reason_shares=np.zeros((*shape, len(REASONS))),
         early_alliance=zeros(float),
         early_goal=zeros(float),
         alliance_sum=zeros(float),
+        early_phq9=np.full(shape, np.nan),
     )
 
 

@@ -11,12 +11,18 @@ Scales: bond, goal agreement, task agreement, disclosure, hope and engagement ar
 on the WAI-SR, see :func:`wai_sr`); severity is on the PHQ-9 scale (0-27). The order of a week:
 
 1. therapist cancellations and holidays (a dent in the bond, more for anxious clients);
-2. attendance (engagement and practical barriers);
+2. attendance (engagement, practical barriers after the therapist's flexibility, the reaction to a
+   break); a missed session's chance of being missed is put down to those causes (sim/reasons.py);
 3. at an attended session: rupture onset, repair of an earlier rupture, growth of bond, goal and
-   task agreement, disclosure and hope, feedback-informed renegotiation for flagged clients;
-4. symptom change: improvement by the session's dose, worsening in weak alliances, life events,
-   natural remission and drift; the PHQ-9 administered at the session;
-5. endings: planned completion, a good-enough ending, or dropout with its dominant cause.
+   task agreement, disclosure and hope (anchored to the client's expectancy); feedback-informed
+   renegotiation of goals, repair and motivation for clients flagged at the last session;
+4. symptom change: improvement by the session's dose at the client's own rate of response (some
+   clients worsen), harmful sessions in weak alliances, life events, natural remission and drift,
+   the reversal of an earlier sudden gain; a sudden gain (more likely with disclosure, hope and a
+   repaired rupture) that strengthens the bond; the PHQ-9 administered at the session; routine
+   outcome monitoring against the expected-recovery curve and the alliance (sim/expected.py);
+5. endings: planned completion, a good-enough ending chosen once the client has improved reliably
+   and is below caseness, or dropout, whose chance that week is split over its reasons.
 """
 
 from __future__ import annotations
@@ -26,30 +32,24 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from sim import reasons
 from sim.dyads import Dyads, State
+from sim.expected import CURVE
+from sim.reasons import miss_shares, shapley_shares
 
 # Event flags, one bit each, as stored in the per-week event record.
 ATTENDED, MISSED, CANCELLED, HOLIDAY = 1, 2, 4, 8
 RUPTURE, REPAIR, LIFE_EVENT, OFF_TRACK = 16, 32, 64, 128
 GOOD_ENOUGH, COMPLETED, DROPOUT = 256, 512, 1024
+SUDDEN_GAIN, GAIN_REVERSED = 2048, 4096
 
 END_TYPES = ("active", "completed", "good_enough", "dropout")
 RUPTURE_CAUSES = ("", "everyday strain", "confrontation", "withdrawal", "cultural misunderstanding", "a break")
-DROPOUT_CAUSES = (
-    "",
-    "weak_alliance",
-    "unrepaired_rupture",
-    "low_engagement",
-    "practical_barriers",
-    "early_disengagement",
-    "stopped_attending",
-    "felt_better",
-    "background",
-)
-# A risk factor names a dropout when its term is the largest and raises the odds by at least half;
-# below that no factor stands out and the dropout is put down to the background rate of leaving.
-CAUSE_MIN_LOG_ODDS = float(np.log(1.5))
+DROPOUT_CAUSES = ("", *reasons.REASONS)
+"""A dropout's main reason (index into this tuple; 0 for clients who did not drop out)."""
 CASENESS = 10  # PHQ-9 >= 10 (NHS Talking Therapies)
+RELIABLE_CHANGE = 6  # PHQ-9 points (NHS Talking Therapies)
+EARLY_RESPONSE_SESSION = 4  # early response is read at the fourth session (Beard & Delgadillo 2019)
 
 
 def wai_sr(bond, goal, task):
@@ -65,19 +65,25 @@ class WeekParams(NamedTuple):
 
     planned_break_start: np.ndarray
     planned_break_weeks: np.ndarray
+    attendance_base: np.ndarray
     engagement_attendance: np.ndarray
+    break_attendance: np.ndarray
     anxious_break_sensitivity: np.ndarray
     rupture_anxiety: np.ndarray
     rupture_avoidance: np.ndarray
     cultural_strain_rupture: np.ndarray
     feedback_repair_boost: np.ndarray
     repair_bonus: np.ndarray
+    rupture_stall: np.ndarray
     collaboration_rate: np.ndarray
     feedback_goal_boost: np.ndarray
+    feedback_engagement_boost: np.ndarray
     disclosure_rate: np.ndarray
     remoralization_rate: np.ndarray
+    remoralization_lift: np.ndarray
     alliance_improvement_weight: np.ndarray
     competence_improvement_weight: np.ndarray
+    empathy_improvement_weight: np.ndarray
     hope_improvement_weight: np.ndarray
     disclosure_gate: np.ndarray
     improvement_rate: np.ndarray
@@ -91,29 +97,40 @@ class WeekParams(NamedTuple):
     progress_hope_weight: np.ndarray
     engagement_rate: np.ndarray
     engagement_dose_weight: np.ndarray
-    not_on_track_worsening: np.ndarray
+    not_on_track_margin: np.ndarray
+    alliance_flag_level: np.ndarray
     not_on_track_from_session: np.ndarray
+    expected_rate: np.ndarray
     rupture_agreement_share: np.ndarray
     break_reaction_decay: np.ndarray
+    sudden_gain_rate: np.ndarray
+    sudden_gain_size: np.ndarray
+    sudden_gain_trigger: np.ndarray
+    sudden_gain_bond: np.ndarray
+    sudden_gain_reversal: np.ndarray
     good_enough_run: np.ndarray
-    early_phase_weeks: np.ndarray
     planned_sessions: np.ndarray
     last_week: np.ndarray
     good_enough_min_sessions: np.ndarray
     good_enough_rate: np.ndarray
     dropout_base: np.ndarray
     dropout_alliance: np.ndarray
+    alliance_reference: np.ndarray
     dropout_rupture: np.ndarray
     dropout_engagement: np.ndarray
     dropout_barriers: np.ndarray
-    dropout_early: np.ndarray
     dropout_missed: np.ndarray
+    dropout_breaks: np.ndarray
     dropout_improved: np.ndarray
+    early_risk_amplifier: np.ndarray
+    early_phase_sessions: np.ndarray
 
     @classmethod
     def from_stacked(cls, p: dict) -> WeekParams:
-        """From stacked parameters (arrays shaped (n_sets, 1))."""
-        return cls(**{k: np.ascontiguousarray(np.asarray(p[k], dtype=float).ravel()) for k in cls._fields})
+        """From stacked parameters (arrays shaped (n_sets, 1)); the expected-recovery rate is shared."""
+        n_sets = len(np.asarray(p["planned_sessions"]))
+        values = {**p, "expected_rate": np.full(n_sets, CURVE.rate)}
+        return cls(**{k: np.ascontiguousarray(np.asarray(values[k], dtype=float).ravel()) for k in cls._fields})
 
 
 class Draws(NamedTuple):
@@ -132,6 +149,8 @@ class Draws(NamedTuple):
     drift: np.ndarray  # standard normal
     measurement: np.ndarray  # standard normal
     life_event: np.ndarray
+    gain: np.ndarray
+    gain_reversal: np.ndarray
     attend_logit: np.ndarray  # logit of ``attend``: u < expit(x) exactly when logit(u) < x, without exp
     dropout_logit: np.ndarray  # logit of ``dropout``
 
@@ -181,22 +200,32 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
     The whole week is one loop body: a call per dyad-week would cost more than the body itself.
     """
     n_sets, n_clients = s.bond.shape
+    terms = np.empty(len(reasons.HAZARD_TERMS))
+    term_shares = np.empty(len(reasons.HAZARD_TERMS))
     for k in range(n_sets):
         start, wat = p.planned_break_start[k], p.weak_alliance_threshold[k]
         w_a, w_c = p.alliance_improvement_weight[k], p.competence_improvement_weight[k]
         w_h, w_e = p.hope_improvement_weight[k], p.engagement_dose_weight[k]
         share, decay = p.rupture_agreement_share[k], p.break_reaction_decay[k]
-        flag_from, good_run, early_weeks = p.not_on_track_from_session[k], p.good_enough_run[k], p.early_phase_weeks[k]
-        w_sum, wat_eps = w_a + w_c + w_h + 1e-12, wat + 1e-12
+        flag_from, good_run = p.not_on_track_from_session[k], p.good_enough_run[k]
+        w_p = p.empathy_improvement_weight[k]
+        w_sum, wat_eps = w_a + w_c + w_h + w_p + 1e-12, wat + 1e-12
         break_end, bonus = start + p.planned_break_weeks[k], 1.0 + p.repair_bonus[k]
+        attend_base, lift = p.attendance_base[k], p.remoralization_lift[k]
         for i in range(n_clients):
             if not s.active[k, i] or first > last:
                 continue
             # The dyad's constants and state, loaded once.
             anxiety, strain, rupture_scale = d.anxiety[k, i], d.strain[k, i], d.rupture_scale[k, i]
-            uses_feedback, cancel_risk, attend_logit = d.uses_feedback[k, i], d.cancel_risk[k, i], d.attend_logit[k, i]
+            uses_feedback, cancel_risk, barrier_attend = (
+                d.uses_feedback[k, i],
+                d.cancel_risk[k, i],
+                d.barrier_attend[k, i],
+            )
             break_base = p.anxious_break_sensitivity[k] * rupture_scale * anxiety
-            competence_dose = w_c * d.competence[k, i]
+            fixed_dose = w_c * d.competence[k, i] + w_p * d.perceived_empathy[k, i]  # what the therapist brings
+            intake, expectancy, hold = d.intake[k, i], d.expectancy[k, i], d.hold[k, i]
+            responsiveness, asymptote = d.responsiveness[k, i], d.expected_asymptote[k, i]
             barriers_risk = p.dropout_barriers[k] * d.barriers[k, i]
             bond, goal, task = s.bond[k, i], s.goal[k, i], s.task[k, i]
             disclosure, hope, engagement = s.disclosure[k, i], s.hope[k, i], s.engagement[k, i]
@@ -205,9 +234,17 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
             end_type, end_week, dropout_cause = s.end_type[k, i], s.end_week[k, i], s.dropout_cause[k, i]
             pending, pending_drop = s.pending[k, i], s.pending_drop[k, i]
             ruptures, repairs = s.ruptures[k, i], s.repairs[k, i]
-            missed_run, below_run, abandonment = s.missed_run[k, i], s.below_run[k, i], s.abandonment[k, i]
+            missed_run, well_run, abandonment = s.missed_run[k, i], s.well_run[k, i], s.abandonment[k, i]
             off_track, ever_off_track = s.off_track[k, i], s.ever_off_track[k, i]
             early_alliance, early_goal, alliance_sum = s.early_alliance[k, i], s.early_goal[k, i], s.alliance_sum[k, i]
+            early_phq9 = s.early_phq9[k, i]
+            gain_pending, gains, reversals = s.gain_pending[k, i], s.gains[k, i], s.reversals[k, i]
+            c0, c1, c2, c3 = (
+                s.miss_credit[k, i, 0],
+                s.miss_credit[k, i, 1],
+                s.miss_credit[k, i, 2],
+                s.miss_credit[k, i, 3],
+            )
             ev, cause = 0, 0
             for w in range(first, last + 1):
                 if not active:
@@ -216,13 +253,19 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                 holiday = start > 0 and start <= w < break_end
                 ev, cause = 0, 0
 
-                # 1-2. Cancellations and holidays dent trust; attendance follows engagement and barriers.
+                # 1-2. Cancellations and holidays dent trust; attendance follows engagement, barriers and
+                # the reaction to a break. A missed session's chance is split over what lowered it.
                 cancelled = holiday or r.cancel[t, i] < cancel_risk
                 attended = False
                 missed = False
                 if not cancelled:
-                    attended = r.attend_logit[t, i] < attend_logit - p.engagement_attendance[k] * (1.0 - engagement)
+                    disengaged = p.engagement_attendance[k] * (1.0 - engagement)
+                    broken = p.break_attendance[k] * abandonment
+                    attended = r.attend_logit[t, i] < attend_base - barrier_attend - disengaged - broken
                     missed = not attended
+                    if missed:
+                        m0, m1, m2, m3 = miss_shares(attend_base, barrier_attend, disengaged, broken)
+                        c0, c1, c2, c3 = c0 + m0, c1 + m1, c2 + m2, c3 + m3
                 flagged = attended and uses_feedback and off_track
                 if cancelled:
                     bond = max(bond - d.break_dent[k, i], 0.0)
@@ -259,7 +302,8 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
 
                 # The bond grows toward its target only while no rupture is unrepaired, and not at the
                 # session spent on a repair (the repair itself is that session's gain); goals and tasks
-                # converge through shared goal setting; feedback renegotiates a flagged client's goals.
+                # converge through shared goal setting; feedback renegotiates a flagged client's goals
+                # and addresses motivation.
                 if attended:
                     if not pending and not repaired:
                         bond += d.bond_speed[k, i] * (d.bond_target[k, i] - bond)
@@ -272,29 +316,54 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                 goal = goal - share * drop
                 if flagged:
                     goal += p.feedback_goal_boost[k] * (1.0 - goal)
+                    engagement += p.feedback_engagement_boost[k] * (1.0 - engagement)
                     ev |= OFF_TRACK
                 goal = _clip01(goal)
                 task = _clip01(task - share * drop)
                 alliance = (bond + goal + task) / 3.0
                 if attended:
                     disclosure += p.disclosure_rate[k] * (bond * d.trust[k, i] - disclosure)
-                    hope += p.remoralization_rate[k] * bond * (1.0 - hope)
+                    # Hope is anchored to the client's expectancy: the bond lifts it part of the way
+                    # to full hope, so clients who came with little hope keep less of it.
+                    hope_target = expectancy + lift * bond * (1.0 - expectancy)
+                    hope += p.remoralization_rate[k] * (hope_target - hope)
 
-                # 4. Symptoms: negatively accelerated improvement by the session's dose, gated by
-                # disclosure; weak alliances can make things worse; life events; remission and drift.
+                # 4. Symptoms: negatively accelerated improvement by the session's dose at the client's
+                # own rate of response, gated by disclosure; harmful sessions in weak alliances; life
+                # events; remission and drift; an earlier sudden gain may be lost again.
                 change = -p.natural_recovery_rate[k] * severity
+                adapted = 1.0 - p.feedback_adaptation[k] if flagged else 1.0
                 if attended:
-                    dose = (w_a * alliance + competence_dose + w_h * hope) / w_sum
+                    dose = (w_a * alliance + fixed_dose + w_h * hope) / w_sum
                     gate = 1.0 - p.disclosure_gate[k] * (1.0 - disclosure)
                     engaged = 1.0 - w_e + w_e * engagement
-                    change -= p.improvement_rate[k] * dose * gate * engaged * severity
+                    # A negative responder worsens with the work of therapy; feedback changes course.
+                    response = responsiveness if responsiveness >= 0.0 else responsiveness * adapted
+                    stalled = 1.0 - p.rupture_stall[k] * pending  # an open rupture stalls the work
+                    change -= p.improvement_rate[k] * response * dose * gate * engaged * stalled * severity
                     weakness = max(0.0, wat - alliance) / wat_eps
-                    adapted = 1.0 - p.feedback_adaptation[k] if flagged else 1.0
                     change += p.worsening_rate[k] * weakness * adapted
                 if r.life_event[t, i] < p.life_event_rate[k]:
                     change += d.shock[k, i]
                     ev |= LIFE_EVENT
+                if gain_pending > 0.0 and r.gain_reversal[t, i] < p.sudden_gain_reversal[k]:
+                    change += gain_pending
+                    gain_pending = 0.0
+                    reversals += 1
+                    ev |= GAIN_REVERSED
                 severity = min(max(severity + change + p.symptom_noise_sd[k] * r.drift[t, i], 0.0), 27.0)
+                # A sudden gain: change at once, likelier when the client discloses and hopes, and
+                # after a repaired rupture; the alliance strengthens after it.
+                if attended:
+                    turning = 1.0 + p.sudden_gain_trigger[k] * repaired
+                    p_gain = p.sudden_gain_rate[k] * disclosure * hope * turning
+                    if r.gain[t, i] < p_gain:
+                        gained = p.sudden_gain_size[k] * severity
+                        severity -= gained
+                        gain_pending = gained
+                        gains += 1
+                        bond += p.sudden_gain_bond[k] * (1.0 - bond)
+                        ev |= SUDDEN_GAIN
 
                 # The PHQ-9 given at the session; felt progress feeds hope, both feed engagement.
                 if attended:
@@ -310,47 +379,58 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                         early_alliance += wai
                         early_goal += goal
                     alliance_sum += wai
-                    # Routine outcome monitoring: not on track when the score has risen by the
-                    # flagging threshold since intake. Every client is classified; only
-                    # feedback-using therapists act on it (at the next session).
-                    lagging = score - d.intake[k, i] >= p.not_on_track_worsening[k]
-                    off_track = attended_n >= flag_from and lagging
+                    if attended_n == EARLY_RESPONSE_SESSION:
+                        early_phq9 = score
+                    # Routine outcome monitoring: not on track when the score lies the margin above the
+                    # expected-recovery curve for this intake, or the alliance is weak. Every client is
+                    # classified; only feedback-using therapists act on it (at the next session).
+                    expected = intake * (asymptote + (1.0 - asymptote) * np.exp(-p.expected_rate[k] * attended_n))
+                    lagging = score - expected >= p.not_on_track_margin[k]
+                    off_track = attended_n >= flag_from and (lagging or alliance < p.alliance_flag_level[k])
                     ever_off_track |= off_track
                     missed_run = 0
-                    below_run = below_run + 1 if score < CASENESS else 0
+                    c0, c1, c2, c3 = 0.0, 0.0, 0.0, 0.0
+                    well = score < CASENESS and intake - score >= RELIABLE_CHANGE
+                    well_run = well_run + 1 if well else 0
                 elif missed:
                     missed_run += 1
                     ev |= MISSED
 
                 # 5. Endings: the planned sessions or the course window completed, a good-enough
-                # ending, or a dropout hazard whose largest term is recorded as the cause.
+                # ending the client chooses once improved reliably and below caseness, or a dropout.
                 end = 0
                 if attended_n >= p.planned_sessions[k] or w >= p.last_week[k]:
                     end = 1
                     ev |= COMPLETED
                 elif (
                     attended
-                    and below_run >= good_run
+                    and well_run >= good_run
                     and attended_n >= p.good_enough_min_sessions[k]
                     and r.ending[t, i] < p.good_enough_rate[k]
                 ):
                     end = 2
                     ev |= GOOD_ENOUGH
                 else:
-                    terms = (
-                        p.dropout_alliance[k] * (wat - alliance),
-                        p.dropout_rupture[k] * pending,
-                        p.dropout_engagement[k] * (0.5 - engagement),
-                        barriers_risk,
-                        p.dropout_early[k] * (w <= early_weeks),
-                        p.dropout_missed[k] * missed_run,
-                        p.dropout_improved[k] * (phq9 < CASENESS),
+                    # Every term is a risk that is zero when absent; the therapist's retention skill
+                    # removes part of each, and each weighs more before the early phase is over.
+                    scale = hold * (1.0 + p.early_risk_amplifier[k] * (attended_n < p.early_phase_sessions[k]))
+                    felt = max(0.0, intake - phq9) / max(intake, 1.0)
+                    terms[0] = p.dropout_alliance[k] * max(0.0, p.alliance_reference[k] - alliance) * scale
+                    terms[1] = p.dropout_rupture[k] * pending * scale
+                    terms[2] = p.dropout_engagement[k] * (1.0 - engagement) * scale
+                    terms[3] = barriers_risk * scale
+                    terms[4] = p.dropout_missed[k] * missed_run * scale
+                    terms[5] = p.dropout_improved[k] * felt * scale
+                    terms[6] = (
+                        p.dropout_breaks[k] * abandonment * (1.0 + p.anxious_break_sensitivity[k] * anxiety) * scale
                     )
-                    hazard_cause, logit = _dropout_hazard(p.dropout_base[k], terms)
+                    logit = p.dropout_base[k] + terms.sum()
                     if r.dropout_logit[t, i] < logit:
                         end = 3
-                        dropout_cause = hazard_cause
                         ev |= DROPOUT
+                        dropout_cause = _attribute(
+                            p.dropout_base[k], terms, term_shares, c0, c1, c2, c3, s.reason_shares[k, i]
+                        )
                 if end:
                     end_type, end_week, active = end, w, False
 
@@ -362,29 +442,48 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
             s.end_type[k, i], s.end_week[k, i], s.dropout_cause[k, i] = end_type, end_week, dropout_cause
             s.pending[k, i], s.pending_drop[k, i] = pending, pending_drop
             s.ruptures[k, i], s.repairs[k, i] = ruptures, repairs
-            s.missed_run[k, i], s.below_run[k, i], s.abandonment[k, i] = missed_run, below_run, abandonment
+            s.missed_run[k, i], s.well_run[k, i], s.abandonment[k, i] = missed_run, well_run, abandonment
             s.off_track[k, i], s.ever_off_track[k, i] = off_track, ever_off_track
             s.early_alliance[k, i], s.early_goal[k, i], s.alliance_sum[k, i] = early_alliance, early_goal, alliance_sum
+            s.early_phq9[k, i] = early_phq9
+            s.gain_pending[k, i], s.gains[k, i], s.reversals[k, i] = gain_pending, gains, reversals
+            s.miss_credit[k, i, 0], s.miss_credit[k, i, 1], s.miss_credit[k, i, 2], s.miss_credit[k, i, 3] = (
+                c0,
+                c1,
+                c2,
+                c3,
+            )
             events[k, i] = ev
             rupture_cause[k, i] = cause
 
 
 @njit(cache=True)
-def _dropout_hazard(base, terms):
-    """Dropout log-odds and its dominant cause (index into DROPOUT_CAUSES).
+def _attribute(base, terms, term_shares, c0, c1, c2, c3, out):
+    """Split a dropout's chance of leaving over its reasons; returns the main reason (DROPOUT_CAUSES).
 
-    The terms, in the order of DROPOUT_CAUSES[1:-1], are log-odds added to ``base``. Alliance counts
-    from the weak-alliance threshold and engagement from the midpoint of its scale: below them they
-    add risk, above them they protect. Every other term is zero when its risk factor is absent. The
-    largest term names the dominant cause if it raises the odds by at least half
-    (:data:`CAUSE_MIN_LOG_ODDS`); otherwise no factor stands out and the cause is "background".
+    ``out`` (shape (n_reasons,)) receives each reason's share of the week's chance of leaving: the
+    Shapley share of every hazard term, the missed sessions' share split by why they were missed
+    (``c0..c3``, the run's accumulated shares in the order of reasons.MISS_CAUSES), and the
+    background share put down to life circumstances. The shares sum to one.
     """
-    total, best, cause = base, CAUSE_MIN_LOG_ODDS, len(terms) + 1
-    for j in range(len(terms)):
-        total += terms[j]
-        if terms[j] >= best:
-            best, cause = terms[j], j + 1
-    return cause, total
+    background = shapley_shares(base, terms, term_shares)
+    out[:] = 0.0
+    out[reasons.LIFE] += background
+    for j in range(terms.shape[0]):
+        if j != reasons.MISSED_TERM:
+            out[reasons.TERM_REASON[j]] += term_shares[j]
+    missed = term_shares[reasons.MISSED_TERM]
+    credit = c0 + c1 + c2 + c3
+    if missed > 0.0 and credit > 0.0:
+        out[reasons.PRACTICAL_BARRIERS] += missed * c0 / credit
+        out[reasons.LOW_ENGAGEMENT] += missed * c1 / credit
+        out[reasons.THERAPY_BREAKS] += missed * c2 / credit
+        out[reasons.LIFE] += missed * c3 / credit
+    best = 0
+    for j in range(out.shape[0]):
+        if out[j] > out[best]:
+            best = j
+    return best + 1
 
 
 @njit(cache=True)

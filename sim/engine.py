@@ -17,6 +17,7 @@ import numpy as np
 
 from sim import dyads, dynamics, matching, parameters
 from sim.dynamics import Draws, WeekParams
+from sim.followup import follow_up
 from sim.population import draw_clients, draw_therapists
 from sim.streams import Streams
 
@@ -130,6 +131,9 @@ class Cohort:
             return self.streams[name].standard_normal(shape)
 
         attend, dropout = u("attendance"), u("dropout")
+        # Two draws a week from one stream, interleaved by week so that row t is the same whatever
+        # the number of weeks: the chance of a gain and of an earlier gain reversing.
+        gains = self.streams["sudden_gains"].random((2 * self.n_weeks, self.n_clients))
         return Draws(
             cancel=u("cancellation"),
             attend=attend,
@@ -140,6 +144,8 @@ class Cohort:
             drift=z("symptoms"),
             measurement=z("measurement"),
             life_event=u("life_events"),
+            gain=np.ascontiguousarray(gains[0::2]),
+            gain_reversal=np.ascontiguousarray(gains[1::2]),
             attend_logit=_logit(attend),
             dropout_logit=_logit(dropout),
         )
@@ -176,7 +182,7 @@ class Cohort:
     def finish(self) -> dict[str, np.ndarray]:
         """End-of-course assessment and follow-up; returns the final scores, once computed."""
         if self._final is None:
-            self._final = _follow_up(self.p, self.dyads, self.state, self.clients, self.streams)
+            self._final = follow_up(self.p, self.dyads, self.state, self.clients, self.streams)
         return self._final
 
 
@@ -184,35 +190,3 @@ def _logit(u: np.ndarray) -> np.ndarray:
     """log(u / (1 - u)) of uniform draws on [0, 1) (a draw of 0 gives -inf, below every log-odds)."""
     with np.errstate(divide="ignore"):
         return np.log(u) - np.log1p(-u)
-
-
-def _follow_up(p, d, s, clients, streams: Streams) -> dict[str, np.ndarray]:
-    """Final PHQ-9 and follow-up PHQ-9 per client, shape (n_sets, n_clients).
-
-    Gains hold or relapse over the follow-up: a client who ends below caseness relapses with a
-    probability that support built in therapy (social support and the alliance internalised)
-    reduces; everyone else follows the natural course of remission.
-    """
-    n = s.severity.shape[1]
-    rng = streams["followup"]
-    z_end, u_relapse, z_follow = rng.standard_normal(n), rng.random(n), rng.standard_normal(n)
-    err = p["measurement_error_sd"]
-    assessed = np.clip(np.round(s.severity + err * z_end), 0.0, 27.0)
-    last_observed = np.array([m == "last_observed" for m in p["outcome_measure"]])[:, None]
-    final = np.where(last_observed, s.phq9, assessed)
-
-    weeks = p["followup_weeks"]
-    mean_alliance = np.where(s.attended > 0, s.alliance_sum / np.maximum(s.attended, 1), 12.0)
-    internalised = (mean_alliance - 12.0) / 48.0 * np.minimum(1.0, s.attended / p["planned_sessions"])
-    w = p["support_built_weight"]
-    built = (1.0 - w) * clients.support + w * internalised
-    p_relapse = 1.0 - (1.0 - p["relapse_rate"] * (1.0 - p["relapse_support_buffer"] * built)) ** (weeks / 26.0)
-    relapse = (s.severity < dynamics.CASENESS) & (u_relapse < p_relapse)
-    remitted = s.severity * (1.0 - p["natural_recovery_rate"]) ** weeks
-    follow = np.clip(remitted + p["relapse_size"] * relapse, 0.0, 27.0)
-    follow_score = np.clip(np.round(follow + err * z_follow), 0.0, 27.0)
-    return {
-        "final_phq9": final,
-        "followup_phq9": np.where(weeks > 0, follow_score, final),
-        "relapse": relapse & (weeks > 0),
-    }

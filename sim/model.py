@@ -18,7 +18,18 @@ MODEL_REPORTERS = {
     "cumulative_dropout": "cumulative_dropout",
     "mean_phq9": "mean_phq9",
 }
-AGENT_REPORTERS = {"alliance": "alliance", "phq9": "phq9", "status": "status"}
+# One table per agent type (Mesa's agenttype_reporters), so client and therapist rows never mix; each row
+# carries the agent's own id (client_id, therapist_id) beside Mesa's AgentID (its unique_id).
+CLIENT_REPORTERS = {
+    "client_id": "client_id",
+    "therapist_id": "therapist_id",
+    "alliance": "alliance",
+    "phq9": "phq9",
+    "status": "status",
+    "sessions_attended": "sessions_attended",
+    "ruptures": "ruptures",
+}
+THERAPIST_REPORTERS = {"therapist_id": "therapist_id", "caseload": "caseload", "alliance": "alliance", "phq9": "phq9"}
 
 
 class TherapyModel(mesa.Model):
@@ -26,18 +37,26 @@ class TherapyModel(mesa.Model):
 
     Args:
         scenario: a :class:`sim.scenario.Scenario`, a scenario name or a path (default baseline).
-        n_clients, n_therapists, seed: override the scenario's run settings; n_clients alone keeps
-            the scenario's caseload (the therapists scale with it).
-        replicate: which independent cohort of the seed (0, 1, ...). Under ``mesa.batch_run``,
-            ``iterations`` repeat one run exactly (same seed, same cohort); sweep ``replicate``
-            instead for independent, reproducible cohorts.
+        n_clients, n_therapists: override the scenario's run settings; n_clients alone keeps the
+            scenario's caseload (the therapists scale with it).
+        seed: the cohort's seed. None (the default) draws a fresh one, as ``mesa.Model`` does, so
+            ``mesa.batch_run`` iterations are different cohorts; ``model.seed`` records it, and
+            ``seed=model.seed`` repeats the run. Pass ``seed=scenario.seed`` for the scenario's own.
+        replicate: which independent cohort of the seed (0, 1, ...). Under ``mesa.batch_run`` with
+            a fixed seed, ``iterations`` repeat one run exactly; sweep ``replicate`` (or ``seed``)
+            for independent, reproducible cohorts.
         **params: registry parameters to override (validated), e.g. ``therapist_empathy_mean=0.3``.
 
     Attributes:
         cohort: the engine's :class:`sim.engine.Cohort` (one parameter set).
+        seed: the seed the cohort was drawn from.
+        client_agents, therapist_agents: the agents, indexed by ``client_id`` and ``therapist_id``
+            (also :meth:`client` and :meth:`therapist`). Mesa numbers every agent with its own
+            ``unique_id`` (therapists first, from 1), which is not the client's id.
         caseload: bipartite networkx graph of therapists ("t0", ...) and clients ("c0", ...).
         datacollector: model reporters (active clients, mean alliance, cumulative dropout, mean
-            PHQ-9) and agent reporters (alliance, PHQ-9, status) by attribute name.
+            PHQ-9) and, per agent type, :data:`CLIENT_REPORTERS` and :data:`THERAPIST_REPORTERS`:
+            ``datacollector.get_agenttype_vars_dataframe(Client)`` is one row per client and step.
 
     Example:
         >>> from sim import TherapyModel
@@ -58,6 +77,8 @@ class TherapyModel(mesa.Model):
     ):
         if not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
+        if seed is None:  # as mesa.Model: a fresh seed from the operating system's entropy
+            seed = np.random.SeedSequence().entropy % 2**63
         scenario = scenario.with_settings(
             clients=n_clients, therapists=n_therapists, seed=seed, overrides=params, where="TherapyModel"
         )
@@ -74,8 +95,24 @@ class TherapyModel(mesa.Model):
         self.therapist_agents = [Therapist(self, j) for j in range(scenario.therapists)]
         self.client_agents = [Client(self, i) for i in range(scenario.clients)]
         self.caseload = self._caseload_graph()
-        self.datacollector = mesa.DataCollector(model_reporters=MODEL_REPORTERS, agent_reporters=AGENT_REPORTERS)
+        self.datacollector = mesa.DataCollector(
+            model_reporters=MODEL_REPORTERS,
+            agenttype_reporters={Client: CLIENT_REPORTERS, Therapist: THERAPIST_REPORTERS},
+        )
         self.datacollector.collect(self)
+
+    @property
+    def seed(self) -> int:
+        """The seed the cohort was drawn from (fresh when the model was made with ``seed=None``)."""
+        return self.scenario.seed
+
+    def client(self, client_id: int) -> Client:
+        """The agent of client ``client_id`` (row ``client_id`` of the engine's arrays and of the clients table)."""
+        return _by_id(self.client_agents, client_id, "client")
+
+    def therapist(self, therapist_id: int) -> Therapist:
+        """The agent of therapist ``therapist_id`` (``therapist_id`` in the clients table)."""
+        return _by_id(self.therapist_agents, therapist_id, "therapist")
 
     def _caseload_graph(self) -> nx.Graph:
         g = nx.Graph()
@@ -131,3 +168,10 @@ class TherapyModel(mesa.Model):
         """Cohort metrics once every course has ended (see :data:`sim.outcomes.METRICS`)."""
         self.run_model()
         return {k: float(v[0]) for k, v in cohort_metrics(client_outcomes(self.cohort)).items()}
+
+
+def _by_id(agents: list, agent_id: int, kind: str):
+    """``agents[agent_id]``, refusing ids out of range (a negative one would count from the end)."""
+    if isinstance(agent_id, bool) or not isinstance(agent_id, int | np.integer) or not 0 <= agent_id < len(agents):
+        raise IndexError(f"no {kind} {agent_id!r}: {kind} ids run from 0 to {len(agents) - 1}")
+    return agents[int(agent_id)]

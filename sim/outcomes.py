@@ -10,15 +10,18 @@ reports them; the dropout rate is over all clients.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from sim.dynamics import CASENESS
+from sim.dynamics import CASENESS, RELIABLE_CHANGE
+from sim.reasons import CATEGORY_OF, REASONS
 
-RELIABLE_CHANGE = 6  # PHQ-9 points
 FINISHED_SESSIONS = 2
 SUDDEN_GAIN_POINTS = 6
+# Dropout causes (codes into sim.dynamics.DROPOUT_CAUSES) whose category is the relationship.
+RELATIONSHIP_CAUSES = [1 + j for j, r in enumerate(REASONS) if CATEGORY_OF[r] == "dissatisfaction"]
 
 
 def reliable_change_index(x1, x2, sd_pre: float, reliability: float):
@@ -46,13 +49,17 @@ def classify(intake, final, attended) -> dict[str, np.ndarray]:
     }
 
 
-def sudden_gains(intake: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Whether each client shows a sudden gain, shape (n,).
+def sudden_gains(intake: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each client shows a sudden gain, and whether the first one reversed; each shape (n,).
 
-    A sudden gain (after Tang & DeRubeis 1999, doi:10.1037/0022-006X.67.6.894, adapted to the
-    PHQ-9) is a fall of at least 6 points between consecutive sessions, at least 25% of the
-    pre-gain score, that holds: the mean of the post-gain score and up to two later scores stays
-    below the pre-gain score by at least half the gain (in place of the original t-test).
+    The three criteria of Tang & DeRubeis (1999), doi:10.1037/0022-006X.67.6.894, as the
+    suddengains package implements them (Wiedemann et al. 2020, doi:10.1371/journal.pone.0230276),
+    on the PHQ-9 with the intake as the first score: a fall between consecutive scores of at least
+    :data:`SUDDEN_GAIN_POINTS` (the reliable change), at least 25% of the pre-gain score, and the
+    mean of up to three scores before the gain (the pre-gain score included) above the mean of up
+    to three after it by a two-sample t-test (pooled variance, two-sided 5%, critical value for the
+    scores available: at least two on each side). A gain reverses when a later score gives back
+    half of it or more.
 
     Args:
         intake: intake PHQ-9, shape (n,).
@@ -61,16 +68,36 @@ def sudden_gains(intake: np.ndarray, scores: np.ndarray) -> np.ndarray:
     seq = np.vstack([intake[None, :], scores]).T  # (n, weeks + 1)
     order = np.argsort(np.isnan(seq), axis=1, kind="stable")  # observed scores first, in order
     seq = np.take_along_axis(seq, order, axis=1)
-    pre, post = seq[:, :-1], seq[:, 1:]
-    gain = pre - post
-    padded = np.concatenate([post, np.full((len(seq), 2), np.nan)], axis=1)
-    later = np.stack([padded[:, i : i + post.shape[1]] for i in range(3)])
-    n_later = (~np.isnan(later)).sum(axis=0)
-    mean_later = np.nansum(later, axis=0) / np.maximum(n_later, 1)
+    n, length = seq.shape
+    pad = np.full((n, 3), np.nan)
+    padded = np.concatenate([pad, seq, pad], axis=1)  # index j + 3 is score j
+    pre = np.stack([padded[:, 3 - q : 3 - q + length] for q in (2, 1, 0)])  # scores j-2, j-1, j
+    post = np.stack([padded[:, 4 + q : 4 + q + length] for q in (0, 1, 2)])  # scores j+1, j+2, j+3
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN, which fail below
+        n_pre, n_post = (~np.isnan(pre)).sum(axis=0), (~np.isnan(post)).sum(axis=0)
+        m_pre, m_post = np.nanmean(pre, axis=0), np.nanmean(post, axis=0)
+        ss = np.nansum((pre - m_pre) ** 2, axis=0) + np.nansum((post - m_post) ** 2, axis=0)
+        df = n_pre + n_post - 2
+        pooled = np.sqrt(ss / np.maximum(df, 1) * (1.0 / np.maximum(n_pre, 1) + 1.0 / np.maximum(n_post, 1)))
+        t = (m_pre - m_post) / pooled
+        critical = _T_CRITICAL[np.clip(df, 0, len(_T_CRITICAL) - 1)]
+        before, after = pre[2], post[0]
+        gain = before - after
+        hit = (gain >= SUDDEN_GAIN_POINTS) & (gain >= 0.25 * before) & (n_pre >= 2) & (n_post >= 2) & (t > critical)
+    has_gain = hit.any(axis=1)
+    first = np.argmax(hit, axis=1)
+    rows = np.arange(n)
+    size, low = gain[rows, first], after[rows, first]
+    later = np.where(np.arange(length)[None, :] > first[:, None] + 1, seq, np.nan)
     with np.errstate(invalid="ignore"):
-        held = (n_later > 0) & (mean_later <= pre - gain / 2)
-        hit = (gain >= SUDDEN_GAIN_POINTS) & (gain >= 0.25 * pre) & held
-    return hit.any(axis=1)
+        reversed_ = has_gain & (np.nanmax(np.where(np.isnan(later), -np.inf, later), axis=1) >= low + size / 2)
+    return has_gain, reversed_
+
+
+# Two-sided 5% critical values of Student's t by degrees of freedom (0 and 1 cannot occur with two
+# scores on each side; they are there so the table is indexed by df).
+_T_CRITICAL = np.array([np.inf, 12.706, 4.303, 3.182, 2.776])
 
 
 @dataclass(frozen=True)
@@ -97,6 +124,8 @@ METRICS = (
     Metric("mean_change", "PHQ-9 change, intake minus final", "PHQ-9 points", low=-27.0, high=27.0),
     Metric("ruptures_per_client", "ruptures per client", "ruptures", low=0.0),
     Metric("repair_share", "share of ruptures repaired", "share", **SHARE),
+    Metric("alliance_dropout_d", "d of early alliance, completers minus dropouts", "Cohen's d"),
+    Metric("relationship_share", "dropouts leaving mainly for relationship reasons", "share of dropouts", **SHARE),
 )
 
 
@@ -116,6 +145,16 @@ def masked_corr(x, y, mask):
         return (dx * dy).sum(axis=-1) / np.sqrt((dx * dx).sum(axis=-1) * (dy * dy).sum(axis=-1))
 
 
+def masked_cohens_d(x, group, mask):
+    """Cohen's d (pooled SD) of ``x``, ``group`` minus the rest, over ``mask`` along the last axis."""
+    a, b = mask & group, mask & ~group
+    n_a, n_b = a.sum(axis=-1), b.sum(axis=-1)
+    m_a, m_b = masked_mean(x, a), masked_mean(x, b)
+    ss = np.where(a, x - m_a[..., None], 0.0) ** 2 + np.where(b, x - m_b[..., None], 0.0) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (m_a - m_b) / np.sqrt(ss.sum(axis=-1) / (n_a + n_b - 2))
+
+
 def cohort_metrics(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Cohort metrics (see :data:`METRICS`), each shape (n_sets,), from per-client outcomes.
 
@@ -127,6 +166,7 @@ def cohort_metrics(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     seen = c["sessions_attended"] > 0
     change = c["intake_phq9"] - c["final_phq9"]
     ruptures = c["ruptures"].astype(float)
+    dropped = c["end_type"] == 3
     with np.errstate(invalid="ignore", divide="ignore"):
         repair_share = c["repairs"].sum(axis=-1) / ruptures.sum(axis=-1)
     return {
@@ -140,4 +180,6 @@ def cohort_metrics(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "mean_change": change.mean(axis=-1),
         "ruptures_per_client": ruptures.mean(axis=-1),
         "repair_share": repair_share,
+        "alliance_dropout_d": masked_cohens_d(np.nan_to_num(c["early_alliance"]), ~dropped, seen),
+        "relationship_share": masked_mean(np.isin(c["dropout_cause"], RELATIONSHIP_CAUSES), dropped),
     }

@@ -122,6 +122,14 @@ _EXPECT = "Constantino, Visla, Coyne & Boswell (2018), Psychotherapy 55(4), 473-
 _DOSE = "Robinson, Delgadillo & Kellett (2020), Psychother. Res. 30(1), 79-96"
 _PHQ9 = "Kroenke, Spitzer & Williams (2001), J. Gen. Intern. Med. 16(9), 606-613"
 _IAPT = "NHS Talking Therapies Manual (2023), v6"
+_THERAPIST_DROPOUT = "Saxon, Barkham, Foster & Parry (2017), Clin. Psychol. Psychother. 24(3), 575-588"
+_EARLY = "Gibbons et al. (2019), J. Consult. Clin. Psychol. 87(8), 745-755; Simon, Imel, Ludman & Steinfeld (2012), Psychiatr. Serv. 63(7), 705-707"
+_RESPONSE = (
+    "Beard & Delgadillo (2019), Depress. Anxiety 36(9), 866-878; Lutz et al. (2017), J. Med. Internet Res. 19(6), e206"
+)
+_GAINS = "Tang & DeRubeis (1999), J. Consult. Clin. Psychol. 67(6), 894-904; Shalom & Aderka (2020), Clin. Psychol. Rev. 76, 101827"
+_RELAPSE = "Ali et al. (2017), Behav. Res. Ther. 94, 1-8"
+_WAI = "Hatcher & Gillaspy (2006), Psychother. Res. 16(1), 12-25"
 _ASSUME = "assumption"
 _T, _C, _M, _K = "therapists", "clients", "mechanisms", "course"
 _S01 = "0-1 scale"
@@ -139,6 +147,8 @@ _DECLARED: tuple[Param, ...] = (
     _p("therapist_consistency_sd", 0.1, 0, 0.5, _S01, _T, "spread of consistency", _ASSUME),
     _p("therapist_competence_mean", 0.6, 0, 1, _S01, _T, "location of technical competence", _ASSUME),
     _p("therapist_competence_sd", 0.15, 0, 0.5, _S01, _T, "spread of technical competence", _ASSUME),
+    _p("therapist_retention_mean", 0.5, 0, 1, _S01, _T, "location of retention skill (contracting, flexible scheduling, reaching out after a missed session)", _THERAPIST_DROPOUT),
+    _p("therapist_retention_sd", 0.25, 0, 0.5, _S01, _T, "spread of retention skill, independent of the other traits", _THERAPIST_DROPOUT),
     _p("therapist_feedback_share", 0.0, 0, 1, "share", _T, "share of therapists using routine outcome feedback", _FEEDBACK),
     _p("therapist_minority_share", 0.15, 0, 1, "share", _T, "share of therapists from the two minority culture groups", _ASSUME),
     _p("therapist_capacity_mean", 20.0, 2, 60, "clients", _T, "mean caseload a therapist can carry without strain", _ASSUME),
@@ -161,6 +171,7 @@ _DECLARED: tuple[Param, ...] = (
     _p("readiness_sd", 0.2, 0, 0.5, _S01, _C, "spread of readiness", _ASSUME),
     _p("barriers_mean", 0.25, 0, 1, _S01, _C, "location of practical barriers (travel, cost, childcare)", _DROPOUT),
     _p("barriers_sd", 0.2, 0, 0.5, _S01, _C, "spread of practical barriers", _DROPOUT),
+    _p("responsiveness_sd", 0.6, 0, 1.5, "ratio", _C, "spread of responsiveness: a client's rate of response to therapy relative to the average (mean 1, below 0: worsens)", _RESPONSE),
     _p("support_mean", 0.5, 0, 1, _S01, _C, "location of social support", _ASSUME),
     _p("support_sd", 0.2, 0, 0.5, _S01, _C, "spread of social support", _ASSUME),
     # ── mechanisms: bond, goals and tasks, disclosure ─────────────────────────────────────────
@@ -186,11 +197,13 @@ _DECLARED: tuple[Param, ...] = (
     _p("cultural_strain_empathy", 0.4, 0, 1, _S01, _M, "perceived empathy lost per unit cultural strain", _CULTURE),
     _p("cultural_strain_rupture", 1.5, 0, 5, "ratio", _M, "relative rupture risk added per unit cultural strain", _HUMILITY),
     _p("perceived_empathy_noise", 0.1, 0, 0.5, _S01, _M, "spread of a client's perception of therapist empathy", _EMPATHY),
-    _p("not_on_track_worsening", 3.0, 0, 15, "PHQ-9 points", _M, "rise above intake that flags a client not on track", "Lambert (2013), Bergin & Garfield's Handbook"),
+    _p("not_on_track_margin", 6.0, 0, 15, "PHQ-9 points", _M, "score above the expected-recovery curve for the client's intake that flags a client not on track (6: a reliable change)", "Finch, Lambert & Schaalje (2001), Clin. Psychol. Psychother. 8(4), 231-242"),
+    _p("alliance_flag_level", 0.45, 0, 1, _S01, _M, "alliance (0-1) below which routine feedback flags the alliance (WAI-SR 33.6)", "Lambert, Whipple & Kleinstauber (2018), Psychotherapy 55(4), 520-537"),
     _p("not_on_track_from_session", 3, 1, 10, "sessions", _M, "attended sessions before a client can be flagged not on track", "Lambert (2013), Bergin & Garfield's Handbook", kind="int"),
     _p("feedback_goal_boost", 0.3, 0, 1, _S01, _M, "share of the goal-agreement gap closed when feedback flags a client", _FEEDBACK),
     _p("feedback_repair_boost", 0.3, 0, 1, "probability", _M, "repair probability added when feedback flags a client", _FEEDBACK),
-    _p("feedback_adaptation", 0.5, 0, 1, _S01, _M, "share of the worsening path removed once feedback flags a client", _FEEDBACK),
+    _p("feedback_adaptation", 0.3, 0, 1, _S01, _M, "share of harmful sessions and negative response removed once feedback flags a client", _FEEDBACK),
+    _p("feedback_engagement_boost", 0.3, 0, 1, _S01, _M, "share of the engagement gap closed when feedback flags a client (motivation addressed)", "Barkham, de Jong, Delgadillo & Lutz (2023), Psychother. Res. 33(7), 841-855"),
     # ── mechanisms: ruptures and repair ───────────────────────────────────────────────────────
     _p("rupture_rate", 0.06, 0, 0.5, "per session", _M, "rupture probability for a secure, culturally matched client", _REPAIR, free=True),
     _p("rupture_anxiety", 1.0, 0, 5, "ratio", _M, "relative rupture risk (confrontation) per unit attachment anxiety", _ATTACH),
@@ -200,43 +213,58 @@ _DECLARED: tuple[Param, ...] = (
     _p("anxious_rupture_fragility", 1.0, 0, 3, "ratio", _M, "extra bond lost at a rupture per unit attachment anxiety", _ATTACH),
     _p("rupture_agreement_share", 0.5, 0, 1, "ratio", _M, "goal and task agreement lost at a rupture, per unit bond lost", _REPAIR),
     _p("break_reaction_decay", 0.5, 0, 1, "ratio", _M, "share of a break's added rupture risk left after each attended session", _ATTACH),
-    _p("repair_rate", 0.5, 0, 1, "probability", _M, "repair probability per session with a fully skilled therapist", _REPAIR, free=True),
+    _p("repair_rate", 0.5, 0, 1, "probability", _M, "repair probability per session with a fully skilled therapist", _REPAIR),
     _p("repair_skill_floor", 0.2, 0, 1, "ratio", _M, "share of repair_rate open to a therapist with no repair skill", _REPAIR),
+    _p("rupture_stall", 0.5, 0, 1, _S01, _M, "share of a session's therapeutic work lost while a rupture is unrepaired", "Safran & Muran (2000), Negotiating the therapeutic alliance"),
     _p("repair_bonus", 0.3, 0, 1, "ratio", _M, "bond gained above the pre-rupture level by a repair, per unit depth", _REPAIR),
     _p("withdrawal_concealment", 0.5, 0, 1, _S01, _M, "share of repair chances lost because withdrawal goes unnoticed", "Safran & Muran (2000), Negotiating the therapeutic alliance"),
     # ── mechanisms: hope, engagement, attendance ──────────────────────────────────────────────
-    _p("remoralization_rate", 0.15, 0, 1, "per session", _M, "hope gained per session from the bond, before symptoms move", "Howard, Lueger, Maling & Martinovich (1993), J. Consult. Clin. Psychol. 61(4), 678-685"),
+    _p("remoralization_rate", 0.3, 0, 1, "per session", _M, "share of the gap to the hope target closed each session", "Howard, Lueger, Maling & Martinovich (1993), J. Consult. Clin. Psychol. 61(4), 678-685"),
+    _p("remoralization_lift", 0.25, 0, 1, _S01, _M, "share of the gap between expectancy and full hope that a full bond lifts the hope target (hope stays anchored to expectancy)", "Howard, Lueger, Maling & Martinovich (1993), J. Consult. Clin. Psychol. 61(4), 678-685"),
     _p("progress_hope_weight", 0.04, 0, 0.2, "per PHQ-9 point", _M, "hope gained per point of felt improvement", _EXPECT),
     _p("engagement_rate", 0.3, 0.01, 1, "per session", _M, "share of the gap to the engagement target closed each week", _ASSUME),
     _p("engagement_dose_weight", 0.5, 0, 1, "ratio", _M, "share of a session's improvement that depends on the client's engagement", _ASSUME),
     _p("attendance_base", 3.0, 0, 8, "log-odds", _M, "log-odds of attending for a fully engaged client without barriers", _ASSUME),
     _p("engagement_attendance", 3.0, 0, 8, "log-odds", _M, "log-odds of attending lost per unit disengagement", _ASSUME),
+    _p("break_attendance", 0.5, 0, 3, "log-odds", _M, "log-odds of attending lost per cancelled week not yet made up by attended sessions", _ATTACH),
     _p("barriers_attendance", 2.0, 0, 6, "log-odds", _M, "log-odds of attending lost per unit practical barriers", _DROPOUT),
     # ── mechanisms: dropout ───────────────────────────────────────────────────────────────────
-    _p("dropout_base", -5.2, -10, 0, "log-odds", _M, "weekly dropout log-odds at the weak-alliance threshold and midpoint engagement, no other risk", _DROPOUT, free=True),
-    _p("dropout_alliance", 4.0, 0, 10, "log-odds", _M, "dropout log-odds added per unit alliance (0-1) below weak_alliance_threshold", "Sharf, Primavera & Diener (2010), Psychotherapy 47(4), 637-645", free=True),
+    _p("dropout_base", -6.5, -10, 0, "log-odds", _M, "weekly dropout log-odds with no risk factor present: leaving for reasons outside therapy (a move, a new job, illness)", _DROPOUT, free=True),
+    _p("dropout_alliance", 3.0, 0, 15, "log-odds", _M, "dropout log-odds added per unit alliance (0-1) below alliance_reference", "Sharf, Primavera & Diener (2010), Psychotherapy 47(4), 637-645", free=True),
+    _p("alliance_reference", 0.75, 0, 1, _S01, _M, "alliance (0-1) at or above which it adds no dropout risk (WAI-SR 48, about the outpatient mean)", _WAI),
     _p("dropout_rupture", 1.5, 0, 5, "log-odds", _M, "dropout log-odds added while a rupture is unrepaired", _REPAIR, free=True),
-    _p("dropout_engagement", 2.0, 0, 10, "log-odds", _M, "dropout log-odds added per unit engagement below the scale midpoint", _ASSUME),
-    _p("dropout_barriers", 1.5, 0, 5, "log-odds", _M, "dropout log-odds added per unit practical barriers", _DROPOUT),
-    _p("dropout_early", 0.8, 0, 3, "log-odds", _M, "dropout log-odds added in the early phase (early_phase_weeks)", _DROPOUT),
-    _p("early_phase_weeks", 3, 0, 12, "weeks", _M, "weeks at the start of a course in which dropout_early applies", _DROPOUT, kind="int"),
+    _p("dropout_engagement", 0.6, 0, 10, "log-odds", _M, "dropout log-odds added per unit engagement below full engagement", _ASSUME),
+    _p("dropout_barriers", 1.5, 0, 5, "log-odds", _M, "dropout log-odds added per unit practical barriers", _DROPOUT, free=True),
     _p("dropout_missed", 0.8, 0, 3, "log-odds", _M, "dropout log-odds added per consecutive missed session", _ASSUME),
-    _p("dropout_improved", 1.0, 0, 5, "log-odds", _M, "dropout log-odds added once a client feels recovered (stops early)", _DROPOUT),
+    _p("dropout_breaks", 0.15, 0, 3, "log-odds", _M, "dropout log-odds added per cancelled week not yet made up, more for anxious clients (anxious_break_sensitivity)", _ATTACH),
+    _p("dropout_improved", 2.0, 0, 8, "log-odds", _M, "dropout log-odds added per unit felt improvement (share of intake severity gone): leaving because it feels no longer needed", "Pekarik (1983), J. Clin. Psychol. 39(6), 909-913", free=True),
+    _p("early_risk_amplifier", 1.0, 0, 10, "ratio", _M, "relative rise of every dropout risk before the client has attended early_phase_sessions sessions", _EARLY),
+    _p("early_phase_sessions", 2, 1, 12, "sessions", _M, "sessions attended before the early phase ends (2: after the intake and the first session)", _EARLY, kind="int"),
+    _p("retention_protection", 0.6, 0, 1, _S01, _M, "share of every dropout risk, and of barriers' effect on attendance, removed by a therapist with full retention skill", _THERAPIST_DROPOUT),
     # ── mechanisms: symptom change ────────────────────────────────────────────────────────────
     _p("improvement_rate", 0.1, 0, 0.4, "per session", _M, "share of severity removed by a session at full therapeutic dose", _DOSE, free=True),
     _p("alliance_improvement_weight", 0.6, 0, 1, _S01, _M, "weight of the alliance in the therapeutic dose", _ALLIANCE, free=True),
-    _p("hope_improvement_weight", 0.2, 0, 1, _S01, _M, "weight of hope (expectancy) in the therapeutic dose", _EXPECT),
+    _p("hope_improvement_weight", 0.6, 0, 1, _S01, _M, "weight of hope (expectancy) in the therapeutic dose", _EXPECT),
     _p("competence_improvement_weight", 0.2, 0, 1, _S01, _M, "weight of technical competence in the therapeutic dose", _ASSUME),
-    _p("worsening_rate", 2.0, 0, 5, "PHQ-9 points per session", _M, "severity added by a session with no alliance at all (scaled down to 0 at the weak threshold)", "Lambert (2013), Bergin & Garfield's Handbook", free=True),
-    _p("weak_alliance_threshold", 0.55, 0, 1, _S01, _M, "alliance (0-1) below which sessions can make things worse", _ASSUME),
+    _p("empathy_improvement_weight", 0.3, 0, 1, _S01, _M, "weight of perceived empathy (feeling understood) in the therapeutic dose, beside its effect through the bond", _EMPATHY),
+    _p("worsening_rate", 2.0, 0, 10, "PHQ-9 points per session", _M, "severity added by a session with no alliance at all (scaled down to 0 at the weak threshold): harmful sessions", "Lambert (2013), Bergin & Garfield's Handbook", free=True),
+    _p("weak_alliance_threshold", 0.6, 0, 1, _S01, _M, "alliance (0-1) below which sessions can make things worse (WAI-SR 40.8, about one SD below the outpatient mean)", _WAI),
     _p("symptom_noise_sd", 0.6, 0, 5, "PHQ-9 points", _M, "week-to-week drift of true severity", _ASSUME),
     _p("measurement_error_sd", 1.8, 0, 5, "PHQ-9 points", _M, "error of one PHQ-9 administration (test-retest r = .84)", _PHQ9),
-    _p("life_event_rate", 0.05, 0, 0.1, "per week", _M, "probability of a stressful life event in a week", "Kendler, Karkowski & Prescott (1999), Am. J. Psychiatry 156(6), 837-841", free=True),
-    _p("life_event_size", 7.0, 0, 12, "PHQ-9 points", _M, "severity added by a life event without support", _ASSUME),
+    _p("life_event_rate", 0.01, 0, 0.05, "per week", _M, "probability of a high-threat life event in a week (4.3% of person-months)", "Kendler, Hettema, Butera, Gardner & Prescott (2003), Arch. Gen. Psychiatry 60(8), 789-796"),
+    _p("life_event_size", 6.0, 0, 15, "PHQ-9 points", _M, "mean severity added by a high-threat life event without support (a reliable change; most such events do not start an episode)", _ASSUME),
     _p("support_buffer", 0.5, 0, 1, _S01, _M, "share of a life event's impact absorbed by full social support", "Cohen & Wills (1985), Psychol. Bull. 98(2), 310-357"),
     _p("natural_recovery_rate", 0.01, 0, 0.1, "per week", _M, "share of severity that remits per week without a session", "Whiteford et al. (2013), Psychol. Med. 43(8), 1569-1585"),
+    # ── mechanisms: sudden gains ──────────────────────────────────────────────────────────────
+    _p("sudden_gain_rate", 0.1, 0, 0.5, "per session", _M, "chance of a sudden gain at a session with full disclosure and hope", _GAINS),
+    _p("sudden_gain_size", 0.3, 0, 0.8, "share", _M, "share of current severity that a sudden gain removes at once", _GAINS),
+    _p("sudden_gain_trigger", 2.0, 0, 10, "ratio", _M, "relative rise of the chance of a gain at a session where a rupture is repaired", "Safran & Muran (2000), Negotiating the therapeutic alliance"),
+    _p("sudden_gain_bond", 0.2, 0, 1, _S01, _M, "share of the gap to a full bond closed after a sudden gain (the alliance improves after gains)", _GAINS),
+    _p("sudden_gain_reversal", 0.04, 0, 0.5, "per week", _M, "weekly chance that an unreversed sudden gain is lost again", "Lutz et al. (2013), Psychother. Res. 23(1), 14-24"),
     # ── mechanisms: follow-up ─────────────────────────────────────────────────────────────────
-    _p("relapse_rate", 0.3, 0, 1, "probability", _M, "relapse probability over the follow-up for an unsupported recovered client", "Steinert et al. (2014), J. Affect. Disord. 168, 107-118"),
+    _p("relapse_rate", 0.2, 0, 1, "probability", _M, "relapse probability within a year of ending recovered, without support built and without residual symptoms", "Vittengl, Clark, Dunn & Jarrett (2007), J. Consult. Clin. Psychol. 75(3), 475-488"),
+    _p("relapse_decay_weeks", 20.0, 1, 104, "weeks", _M, "weeks over which the relapse hazard falls to 1/e of its level at the end of therapy (79% of first-year relapses in the first 6 months)", _RELAPSE),
+    _p("relapse_residual", 0.13, 0, 0.5, "log hazard per PHQ-9 point", _M, "rise of the relapse hazard per point of residual symptoms at the end (hazard ratio 1.9 for PHQ-9 5-9 against 0-4)", _RELAPSE),
     _p("relapse_size", 8.0, 0, 20, "PHQ-9 points", _M, "severity regained at a relapse", _ASSUME),
     _p("relapse_support_buffer", 0.6, 0, 1, _S01, _M, "share of relapse risk removed by support built in therapy", _ASSUME),
     _p("support_built_weight", 0.5, 0, 1, "ratio", _M, "weight of the alliance internalised in therapy, against the client's own support, in support built", _ASSUME),
@@ -246,9 +274,9 @@ _DECLARED: tuple[Param, ...] = (
     _p("followup_weeks", 26, 0, 104, "weeks", _K, "length of the follow-up period after the course", _ASSUME, kind="int"),
     _p("planned_break_start", 0, 0, 60, "week", _K, "first week of a therapist holiday (0 = no holiday)", _ASSUME, kind="int"),
     _p("planned_break_weeks", 0, 0, 6, "weeks", _K, "length of the therapist holiday", _ASSUME, kind="int"),
-    _p("good_enough_rate", 0.1, 0, 1, "per session", _M, "probability of a mutual ending per session once recovered", "Barkham et al. (2006), J. Consult. Clin. Psychol. 74(1), 160-167"),
+    _p("good_enough_rate", 0.1, 0, 1, "per session", _M, "probability per session that a client who has improved reliably and is below caseness chooses to end (responsive regulation)", "Barkham et al. (2006), J. Consult. Clin. Psychol. 74(1), 160-167"),
     _p("good_enough_min_sessions", 6, 2, 40, "sessions", _K, "fewest sessions before a good-enough ending", _ASSUME, kind="int"),
-    _p("good_enough_run", 2, 1, 6, "sessions", _K, "consecutive attended sessions below caseness before a good-enough ending", "Stiles, Barkham, Connell & Mellor-Clark (2008), J. Consult. Clin. Psychol. 76(2), 298-305", kind="int"),
+    _p("good_enough_run", 2, 1, 6, "sessions", _K, "consecutive attended sessions reliably improved and below caseness before a good-enough ending", "Stiles, Barkham, Connell & Mellor-Clark (2008), J. Consult. Clin. Psychol. 76(2), 298-305", kind="int"),
     _p("outcome_measure", "end_assessment", 0, 0, "rule", _K, "final PHQ-9: an assessment when the course ends, or the last session's score (routine care)", _IAPT, kind="choice", choices=OUTCOME_MEASURES),
     _p("matching_policy", "random", 0, 0, "policy", _K, "how clients are assigned to therapists at intake", _ASSUME, kind="choice", choices=MATCHING_POLICIES),
 )

@@ -16,6 +16,9 @@ from scipy.special import ndtr, ndtri
 from sim.streams import Streams
 
 ATTACHMENT_STYLES = ("secure", "anxious", "avoidant", "fearful")
+# Responsiveness is normal about 1, truncated: below 0 a client worsens with the work of therapy,
+# and no client responds more than three times as fast as the average.
+RESPONSIVENESS_RANGE = (-1.0, 3.0)
 CULTURE_GROUPS = 3  # group 0 is the majority; 1 and 2 share the minority share equally
 
 
@@ -78,6 +81,7 @@ class Therapists:
     uses_feedback: np.ndarray
     culture: np.ndarray
     capacity: np.ndarray
+    retention: np.ndarray
 
 
 @dataclass
@@ -95,6 +99,7 @@ class Clients:
     barriers: np.ndarray
     support: np.ndarray
     perception_noise: np.ndarray
+    responsiveness: np.ndarray
 
 
 def draw_therapists(p: dict, n: int, streams: Streams) -> Therapists:
@@ -117,6 +122,9 @@ def draw_therapists(p: dict, n: int, streams: Streams) -> Therapists:
         uses_feedback=u[5] < p["therapist_feedback_share"],
         culture=culture_group(u[6], p["therapist_minority_share"]),
         capacity=capacity,
+        retention=truncated_normal(
+            streams["therapist_retention"].random(n), p["therapist_retention_mean"], p["therapist_retention_sd"], 0, 1
+        ),
     )
 
 
@@ -151,4 +159,7 @@ def draw_clients(p: dict, n: int, streams: Streams) -> Clients:
         barriers=trait(5, "barriers"),
         support=trait(6, "support"),
         perception_noise=np.broadcast_to(z[2], anxiety.shape),
+        responsiveness=truncated_normal(
+            streams["responsiveness"].random(n), 1.0, p["responsiveness_sd"], *RESPONSIVENESS_RANGE
+        ),
     )

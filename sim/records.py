@@ -13,6 +13,7 @@ import pandas as pd
 from sim import dynamics as dyn
 from sim.outcomes import classify, sudden_gains
 from sim.population import ATTACHMENT_STYLES
+from sim.reasons import CATEGORY_OF, REASON_TEXT, REASONS
 
 # Event flag, name, and how it reads in a course told session by session.
 EVENTS = (
@@ -23,20 +24,13 @@ EVENTS = (
     (dyn.RUPTURE, "rupture", "rupture in the alliance"),
     (dyn.REPAIR, "repair", "the rupture was repaired"),
     (dyn.LIFE_EVENT, "life_event", "a stressful life event"),
+    (dyn.GAIN_REVERSED, "gain_reversed", "an earlier sudden gain was lost again"),
+    (dyn.SUDDEN_GAIN, "sudden_gain", "a sudden gain: symptoms fell at once, and the bond strengthened"),
     (dyn.GOOD_ENOUGH, "good_enough_ending", "ended by mutual agreement: good enough"),
     (dyn.COMPLETED, "completed", "the planned course was completed"),
     (dyn.DROPOUT, "dropout", "the client stopped coming"),
 )
-DROPOUT_TEXT = {
-    "weak_alliance": "the alliance never became strong enough",
-    "unrepaired_rupture": "an unrepaired rupture",
-    "low_engagement": "engagement faded",
-    "practical_barriers": "practical barriers",
-    "early_disengagement": "early disengagement before a working relationship formed",
-    "stopped_attending": "after missed sessions the client stopped attending",
-    "felt_better": "the client felt better and saw no need to continue",
-    "background": "no risk in therapy stood out (the background rate of leaving: a move, a new job, life)",
-}
+DROPOUT_TEXT = REASON_TEXT  # how each dropout reason reads in the event log
 
 
 def completion_text(attended: int, planned: int) -> str:
@@ -59,9 +53,14 @@ def clients_table(cohort, outcomes: dict[str, np.ndarray], s: int = 0) -> pd.Dat
     therapist = o["therapist"]
     flags = classify(o["intake_phq9"], o["final_phq9"], o["sessions_attended"])
     scores = np.stack(cohort.record.phq9)[:, s, :] if cohort.record is not None else None
-    gains = sudden_gains(o["intake_phq9"], scores) if scores is not None else np.zeros(len(therapist), bool)
+    none = np.zeros(len(therapist), bool)
+    gains, reversed_ = sudden_gains(o["intake_phq9"], scores) if scores is not None else (none, none)
     end_type = np.asarray(dyn.END_TYPES)[o["end_type"]]
-    return pd.DataFrame(
+    dropped = o["end_type"] == dyn.END_TYPES.index("dropout")
+    # A dropout's reason shares (empty for everyone else); its category is its main reason's.
+    shares = np.where(dropped[:, None], o["reason_shares"], np.nan)
+    category = np.where(dropped, np.asarray([""] + [CATEGORY_OF[r] for r in REASONS])[o["dropout_cause"]], "")
+    table = pd.DataFrame(
         {
             "client_id": np.arange(len(therapist)),
             "therapist_id": therapist,
@@ -82,6 +81,7 @@ def clients_table(cohort, outcomes: dict[str, np.ndarray], s: int = 0) -> pd.Dat
             "end_type": end_type,
             "end_session": o["end_session"],
             "dropout_cause": np.asarray(dyn.DROPOUT_CAUSES)[o["dropout_cause"]],
+            "dropout_category": category,
             "early_alliance": o["early_alliance"].round(3),
             "mean_alliance": o["mean_alliance"].round(3),
             "early_goal_agreement": o["early_goal_agreement"].round(3),
@@ -91,12 +91,22 @@ def clients_table(cohort, outcomes: dict[str, np.ndarray], s: int = 0) -> pd.Dat
             "reliable_deterioration": flags["reliable_deterioration"],
             "recovery": flags["recovery"],
             "reliable_recovery": flags["reliable_recovery"],
+            "early_change": o["early_change"],
             "sudden_gain": gains,
+            "sudden_gain_reversed": reversed_,
+            "sudden_gain_events": o["sudden_gains"],
+            "responsiveness": o["responsiveness"].round(3),
+            "therapist_retention": o["therapist_retention"].round(4),
             "finished_course": flags["finished"],
             "not_on_track": o["not_on_track"],
             "relapse": o["relapse"],
+            "relapse_week": o["relapse_week"],
+            "caseness_week": o["caseness_week"],
         }
     )
+    for j, reason in enumerate(REASONS):
+        table[f"share_{reason}"] = shares[:, j].round(6)
+    return table
 
 
 def _event_names(events: np.ndarray) -> np.ndarray:

@@ -25,14 +25,17 @@ message that names the file, the key and what is allowed (:class:`ScenarioError`
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from sim import parameters
 from sim.parameters import GROUPS, REGISTRY, ParameterError
-from sim.userfiles import read_toml
+from sim.userfiles import named_file, read_toml
 
-SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
+# The library is the `scenarios` package's data, found where Python imports it from: the checkout in an
+# editable install, site-packages from a wheel.
+SCENARIO_DIR = Path(str(files("scenarios")))
 TEXT_KEYS = ("name", "description", "teaching_note")
 RUN_LIMITS = {"clients": (1, 10_000_000), "therapists": (1, 1_000_000), "seed": (0, 2**63 - 1)}
 RUN_DEFAULTS = {"clients": 500, "therapists": 25, "seed": 20261122}
@@ -105,16 +108,7 @@ def _check_run(key: str, value: Any, where: str) -> int:
 
 def resolve_path(name_or_path: str | Path) -> Path:
     """The file for a scenario name (looked up in scenarios/) or path."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml" and not path.exists():
-        path = SCENARIO_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.toml")))
-        raise ScenarioError(
-            f"no scenario file {str(path)!r}: give a path to a .toml file or one of the names in "
-            f"{SCENARIO_DIR}: {known}."
-        )
-    return path
+    return named_file(name_or_path, SCENARIO_DIR, ScenarioError, "scenario file")
 
 
 def load_scenario(name_or_path: str | Path = "baseline") -> Scenario:

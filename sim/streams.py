@@ -15,7 +15,9 @@ import numpy as np
 
 STREAMS = (
     "therapists",  # therapist traits
+    "therapist_retention",  # therapist retention skill
     "clients",  # client traits
+    "responsiveness",  # client responsiveness to therapy
     "matching",  # tie-breaking and random assignment at intake
     "cancellation",  # therapist cancellations
     "attendance",  # client attendance
@@ -26,7 +28,12 @@ STREAMS = (
     "symptoms",  # weekly drift of true severity
     "measurement",  # PHQ-9 administration error
     "life_events",  # stressful life events
-    "followup",  # relapse and follow-up measurement
+    "sudden_gains",  # sudden gains and their reversal
+    "followup",  # the end-of-course assessment
+    "followup_drift",  # weekly drift of severity after the course
+    "followup_life_events",  # life events after the course
+    "followup_relapse",  # relapse after the course
+    "followup_measurement",  # the PHQ-9 during the follow-up
 )
 
 

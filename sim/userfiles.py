@@ -34,6 +34,27 @@ def read_toml(path: str | Path, error: type[Exception], how: str) -> dict[str, A
         raise error(f"{path}: cannot be read ({err.strerror or err}); {how}.") from None
 
 
+def named_file(name_or_path: str | Path, folder: Path, error: type[Exception], what: str) -> Path:
+    """The file for a name (``folder/<name>.toml``) or a path, or ``error`` listing the names in ``folder``.
+
+    A name is looked up in ``folder`` unless it is an existing file or ends in .toml; a directory of
+    the same name (say, results left by ``--out baseline``) does not shadow it.
+
+    Args:
+        name_or_path: a name like "baseline" or a path to a .toml file.
+        folder: where names are looked up.
+        error: the exception class to raise (e.g. ScenarioError).
+        what: what the file is, for the message ("scenario file", "trial spec").
+    """
+    path = Path(name_or_path)
+    if path.suffix != ".toml" and not path.is_file():
+        path = Path(folder) / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in Path(folder).glob("*.toml")))
+        raise error(f"no {what} {str(path)!r}: give a path to a .toml file or one of the names in {folder}: {known}.")
+    return path
+
+
 def output_dir(path: str | Path, error: type[Exception], flag: str = "--out") -> Path:
     """Create the directory ``path`` (and its parents), or raise ``error`` naming ``flag``.
 

@@ -8,9 +8,10 @@ import pytest
 from matplotlib.colors import to_hex
 from matplotlib.container import BarContainer
 
-from sim.display import BACKGROUND_COLOUR, CAUSE_COLOURS, cause_colours, parameter_label, parameter_value
+from sim.display import CATEGORY_COLOURS, CAUSE_COLOURS, parameter_label, parameter_value
 from sim.dynamics import DROPOUT_CAUSES
 from sim.parameters import REGISTRY
+from sim.reasons import CATEGORIES, CATEGORY_OF, REASON_COLOURS
 from sim.weekly import holiday_weeks, runs_of, weekly_curves
 from tests.test_cli import ROOT
 
@@ -19,12 +20,10 @@ def test_every_dropout_reason_has_its_own_colour_read_from_the_model():
     causes = [c for c in DROPOUT_CAUSES if c]
     assert list(CAUSE_COLOURS) == causes, "one colour per reason, in the model's order"
     assert len(set(CAUSE_COLOURS.values())) == len(causes), "no two reasons share a colour"
-    assert CAUSE_COLOURS["background"] == BACKGROUND_COLOUR
-    renamed = cause_colours(("", "improvement", "practical_constraints", "dissatisfaction", "background"))
-    assert list(renamed) == ["improvement", "practical_constraints", "dissatisfaction", "background"]
-    assert renamed["background"] == BACKGROUND_COLOUR, "a new reason list gets colours without an edit"
-    with pytest.raises(ValueError, match="extend sim.display.QUALITATIVE"):
-        cause_colours(tuple(f"reason_{i}" for i in range(40)))
+    assert all(CAUSE_COLOURS[r] == REASON_COLOURS[r] for r in causes), "the colours are sim.reasons' own"
+    assert set(CATEGORY_COLOURS) == set(CATEGORIES)
+    for category, colour in CATEGORY_COLOURS.items():
+        assert colour in {REASON_COLOURS[r] for r in causes if CATEGORY_OF[r] == category}, category
 
 
 def test_parameter_labels_are_readable_and_tell_parameters_apart():

@@ -158,13 +158,18 @@ def test_break_hits_anxious_clients_harder_than_secure_clients():
 
 
 def test_break_gives_anxious_clients_more_ruptures_over_the_course():
-    # Enough extra weeks that the break does not cut courses short: the comparison is of the same
-    # number of planned sessions with and without a holiday in the middle.
+    # Enough extra weeks that the break does not cut courses short. Per session attended: a break
+    # also costs sessions (missed and dropped out after it), which would hide the rise in risk.
     sets = [{"extra_weeks": 20}, {**BREAK, "extra_weeks": 20}]
-    without, with_break = pooled(mean_of("ruptures", style_is(ANXIOUS)), sets, n_clients=4000)
+
+    def ruptures_per_session(o, c, s):
+        anxious = style_is(ANXIOUS)(o, c, s)
+        return float(o["ruptures"][s][anxious].sum() / o["sessions_attended"][s][anxious].sum())
+
+    without, with_break = pooled(ruptures_per_session, sets, n_clients=4000)
     assert with_break > without, (
-        f"a therapist break should give anxious clients more ruptures over the course than no break "
-        f"(ruptures per anxious client: {fmt([without, with_break])})"
+        f"a therapist break should give anxious clients more ruptures per session over the course than no break "
+        f"(ruptures per session attended: {fmt([without, with_break])})"
     )
 
 
@@ -181,7 +186,8 @@ def test_avoidance_lowers_early_alliance():
 
 
 def test_avoidant_bond_slowdown_lowers_early_alliance():
-    sets = [{"avoidant_bond_slowdown": 0.0}, {"avoidant_bond_slowdown": 1.0}]
+    # The bond starts well below its target, so the speed of bonding shows in sessions 1-3.
+    sets = [{"alliance_initial": 0.3, "avoidant_bond_slowdown": s} for s in (0.0, 1.0)]
     low, high = pooled(mean_of("early_alliance", style_is(AVOIDANT)), sets)
     assert high < low, f"a slower avoidant bond should lower avoidant clients' early alliance (got {fmt([low, high])})"
 
@@ -285,9 +291,23 @@ def test_remoralization_raises_hope_early():
     assert high > low, f"remoralization should raise hope in sessions 1-3 (got {fmt([low, high])})"
 
 
-def test_remoralization_raises_improvement():
-    low, high = pooled(_mean_change, [{"remoralization_rate": 0.0}, {"remoralization_rate": 0.6}])
-    assert high > low, f"remoralization should raise PHQ-9 improvement (got {fmt([low, high])})"
+def test_remoralization_lift_raises_improvement():
+    low, high = pooled(_mean_change, [{"remoralization_lift": 0.0}, {"remoralization_lift": 1.0}])
+    assert high > low, f"a bond that lifts hope further should raise PHQ-9 improvement (got {fmt([low, high])})"
+
+
+def test_hope_stays_anchored_to_expectancy():
+    # Hope moves toward expectancy + lift x bond x (1 - expectancy): clients who came with little
+    # hope keep less of it, where a common ceiling would erase the difference by the end.
+    def final_hope_gap(o, c, s):
+        expectancy = np.broadcast_to(c.clients.expectancy, o["end_type"].shape)[s]
+        seen = c.state.attended[s] >= 6
+        hope = c.state.hope[s][seen]
+        low = expectancy[seen] < np.median(expectancy[seen])
+        return float(hope[~low].mean() - hope[low].mean())
+
+    gap = pooled(final_hope_gap, [{"remoralization_lift": 0.25}])[0]
+    assert gap > 0.1, f"clients with more hope at intake should still hope more after six sessions (gap {gap:.3f})"
 
 
 def test_expectancy_lowers_dropout():
@@ -321,12 +341,12 @@ def _deterioration(o, c, s):
 
 
 def test_life_events_raise_deterioration():
-    none, many = pooled(_deterioration, [{"life_event_rate": 0.0}, {"life_event_rate": 0.1}])
+    none, many = pooled(_deterioration, [{"life_event_rate": 0.0}, {"life_event_rate": 0.05}])
     assert many > none, f"more life events should raise reliable deterioration (got {fmt([none, many])})"
 
 
 def test_support_buffers_life_events():
-    sets = [{"life_event_rate": 0.1, "support_buffer": 0.0}, {"life_event_rate": 0.1, "support_buffer": 1.0}]
+    sets = [{"life_event_rate": 0.05, "support_buffer": 0.0}, {"life_event_rate": 0.05, "support_buffer": 1.0}]
     unbuffered, buffered = pooled(_deterioration, sets)
     assert buffered < unbuffered, (
         f"support that buffers life events should lower reliable deterioration (got {fmt([unbuffered, buffered])})"
@@ -364,6 +384,7 @@ def test_alliance_weight_makes_alliance_predict_outcome():
 # ── dropout hazard ────────────────────────────────────────────────────────────────────────────
 
 WEAK_WORLD = {"alliance_initial": 0.2, "bond_base": 0.1, "agreement_base": 0.1, "therapist_empathy_mean": 0.1}
+BREAKS_WORLD = {"therapist_consistency_mean": 0.2, "planned_break_start": 4, "planned_break_weeks": 3}
 
 
 @pytest.mark.parametrize(
@@ -373,9 +394,10 @@ WEAK_WORLD = {"alliance_initial": 0.2, "bond_base": 0.1, "agreement_base": 0.1, 
         ("dropout_rupture", 0.0, 4.0, "unrepaired_rupture", {}),
         ("dropout_engagement", 0.0, 8.0, "low_engagement", {"readiness_mean": 0.1, "expectancy_mean": 0.1}),
         ("dropout_barriers", 0.0, 4.0, "practical_barriers", {}),
-        ("dropout_early", 0.0, 3.0, "early_disengagement", {}),
-        ("dropout_missed", 0.0, 3.0, "stopped_attending", {}),
-        ("dropout_improved", 0.0, 4.0, "felt_better", {}),
+        ("dropout_missed", 0.0, 3.0, "practical_barriers", {"barriers_mean": 0.6}),
+        ("break_attendance", 0.0, 3.0, "therapy_breaks", BREAKS_WORLD),
+        ("dropout_breaks", 0.0, 2.0, "therapy_breaks", BREAKS_WORLD),
+        ("dropout_improved", 0.0, 6.0, "felt_better", {}),
     ],
 )
 def test_dropout_term_raises_its_cause(name, low, high, cause, world):
@@ -387,16 +409,52 @@ def test_dropout_term_raises_its_cause(name, low, high, cause, world):
 
 
 def test_dropout_base_raises_dropout():
-    low, high = pooled(end_share("dropout"), [{"dropout_base": -6.0}, {"dropout_base": -4.0}])
+    low, high = pooled(end_share("dropout"), [{"dropout_base": -7.0}, {"dropout_base": -5.0}])
     assert high > low, f"raising dropout_base should raise dropout (got {fmt([low, high])})"
 
 
-def test_early_dropout_happens_in_the_first_weeks():
+def test_early_risk_amplifier_raises_dropout_before_the_second_session():
     def early(o, c, s):
-        return float(((o["end_type"][s] == 3) & (o["end_session"][s] <= 3)).mean())
+        return float(((o["end_type"][s] == 3) & (o["sessions_attended"][s] <= 1)).mean())
 
-    low, high = pooled(early, [{"dropout_early": 0.0}, {"dropout_early": 3.0}])
-    assert high > low, f"raising dropout_early should raise dropouts in weeks 1-3 (got {fmt([low, high])})"
+    def later(o, c, s):
+        return float(((o["end_type"][s] == 3) & (o["sessions_attended"][s] >= 3)).mean())
+
+    sets = [{"early_risk_amplifier": 0.0}, {"early_risk_amplifier": 4.0}]
+    low, high = pooled(early, sets)
+    assert high > 2 * low, (
+        f"amplifying the early risks should raise dropout after at most one session (got {fmt([low, high])})"
+    )
+    before, after = pooled(later, sets)
+    assert after <= before, f"the amplifier acts before the second session only (later dropout {fmt([before, after])})"
+
+
+def test_retention_skill_lowers_dropout():
+    low, high = pooled(end_share("dropout"), [{"therapist_retention_mean": 0.1}, {"therapist_retention_mean": 0.9}])
+    assert high < low, f"therapists better at keeping clients should lose fewer of them (got {fmt([low, high])})"
+
+
+def test_retention_skill_varies_dropout_between_therapists_not_outcome():
+    from analysis.estimators import icc_latent_binary, icc_random_intercept
+
+    def icc_dropout(o, c, s):
+        return icc_latent_binary(o["end_type"][s] == 3, o["therapist"][s])
+
+    def icc_change(o, c, s):
+        seen = o["sessions_attended"][s] >= 2
+        change = (o["intake_phq9"][s] - o["final_phq9"][s])[seen]
+        return icc_random_intercept(change.astype(float), o["therapist"][s][seen])
+
+    sets = [{"therapist_retention_sd": 0.0}, {"therapist_retention_sd": 0.5}]
+    same, spread = pooled(icc_dropout, sets)
+    assert spread > same + 0.03, (
+        f"a spread of retention skill should raise the between-therapist share of dropout (ICC {fmt([same, spread])})"
+    )
+    change_same, change_spread = pooled(icc_change, sets)
+    assert abs(change_spread - change_same) < 0.02, (
+        f"retention skill is separate from outcome skill: the ICC of change should barely move "
+        f"({fmt([change_same, change_spread])})"
+    )
 
 
 # ── endings ───────────────────────────────────────────────────────────────────────────────────
@@ -459,18 +517,3 @@ def test_no_followup_means_no_relapse():
     o, _ = run_sets([{"followup_weeks": 0}])
     assert not o["relapse"].any(), "with no follow-up period nobody can relapse"
     assert np.array_equal(o["followup_phq9"], o["final_phq9"]), "with no follow-up, follow-up PHQ-9 is the final one"
-
-
-def test_a_dropout_is_put_down_only_to_a_risk_that_is_present():
-    # No barrier risk and a high base rate: before the fix, dropouts with no risk factor standing out
-    # were put down to the first term, an unrepaired rupture, even for clients who never ruptured.
-    from sim.run import simulate
-
-    c = simulate("baseline", clients=2000, seed=3, overrides={"dropout_barriers": 0.0, "dropout_base": -3.0}).clients
-    dropped = c[c["end_type"] == "dropout"]
-    rupture = dropped[dropped["dropout_cause"] == "unrepaired_rupture"]
-    assert (rupture["ruptures"] > rupture["repairs"]).all(), "an unrepaired-rupture dropout needs an open rupture"
-    assert not (dropped["dropout_cause"] == "practical_barriers").any(), "barriers add no risk here"
-    assert (dropped["dropout_cause"] == "background").any(), (
-        "with a high base rate, some dropouts have no stand-out risk"
-    )

@@ -5,7 +5,7 @@ import pytest
 
 from sim import parameters
 from sim.engine import Cohort
-from sim.run import client_outcomes, run_batch
+from sim.run import batch_metrics, client_outcomes
 from sim.streams import STREAMS, Streams
 from tests.conftest import run_sets
 
@@ -61,15 +61,16 @@ def _varied_sets():
     """Parameter sets that differ in every group, including all four matching policies."""
     changes = [
         {"matching_policy": "cultural_match", "therapist_empathy_mean": 0.3, "client_minority_share": 0.5},
-        {"matching_policy": "attachment_informed", "planned_sessions": 8, "life_event_rate": 0.1},
+        {"matching_policy": "attachment_informed", "planned_sessions": 8, "life_event_rate": 0.05},
         {"matching_policy": "lowest_caseload", "therapist_capacity_mean": 5.0, "extra_weeks": 0},
         {"matching_policy": "random", "planned_break_start": 3, "planned_break_weeks": 2, "followup_weeks": 0},
+        {"responsiveness_sd": 1.2, "followup_weeks": 104, "early_risk_amplifier": 4.0, "sudden_gain_rate": 0.4},
         {"outcome_measure": "last_observed", "planned_sessions": 30, "therapist_feedback_share": 1.0},
     ]
     return [parameters.resolve(c) for c in changes]
 
 
-@pytest.mark.parametrize("k", range(5))
+@pytest.mark.parametrize("k", range(6))
 def test_alone_equals_in_batch(k):
     sets = _varied_sets()
     batch = client_outcomes(Cohort(sets, 300, 15, seed=9, replicate=2).run())
@@ -79,9 +80,9 @@ def test_alone_equals_in_batch(k):
 
 def test_alone_equals_in_batch_for_metrics():
     sets = _varied_sets()
-    batch = run_batch(sets, 300, 15, seed=4)
+    batch = batch_metrics(sets, 300, 15, seed=4)
     for k, ps in enumerate(sets):
-        alone = run_batch([ps], 300, 15, seed=4)
+        alone = batch_metrics([ps], 300, 15, seed=4)
         for name, values in batch.items():
             assert values.shape == (len(sets),)
             assert np.array_equal(alone[name][0], values[k], equal_nan=True), f"{name} of set {k} differs alone"
@@ -89,7 +90,7 @@ def test_alone_equals_in_batch_for_metrics():
 
 def test_reordering_a_batch_permutes_its_results():
     sets = _varied_sets()
-    order = [3, 0, 4, 2, 1]
+    order = [3, 0, 5, 4, 2, 1]
     a = client_outcomes(Cohort(sets, 200, 10, seed=2).run())
     b = client_outcomes(Cohort([sets[i] for i in order], 200, 10, seed=2).run())
     for j, i in enumerate(order):

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from sim import TherapyModel
+from sim.agents import AgentRemovalError, Client, Therapist
 from sim.dynamics import END_TYPES
 from sim.engine import Cohort
-from sim.model import AGENT_REPORTERS, MODEL_REPORTERS
+from sim.model import CLIENT_REPORTERS, MODEL_REPORTERS, THERAPIST_REPORTERS
 from sim.run import client_outcomes
 from sim.scenario import ScenarioError
 
@@ -85,11 +86,15 @@ def test_datacollector(model):
     assert mv["cumulative_dropout"].is_monotonic_increasing
     assert mv["mean_alliance"].dropna().between(12, 60).all()
     assert mv["mean_phq9"].between(0, 27).all()
-    av = model.datacollector.get_agent_vars_dataframe()
-    assert set(AGENT_REPORTERS) <= set(av.columns)
-    last = av.xs(model.steps, level="Step")
-    assert len(last) == N + K
-    assert set(last["status"]) <= {"completed", "good_enough", "dropout", "therapist"}
+    clients = model.datacollector.get_agenttype_vars_dataframe(Client)
+    therapists = model.datacollector.get_agenttype_vars_dataframe(Therapist)
+    assert list(clients.columns) == list(CLIENT_REPORTERS) and list(therapists.columns) == list(THERAPIST_REPORTERS)
+    last = clients.xs(model.steps, level="Step")
+    assert len(last) == N and sorted(last["client_id"]) == list(range(N)), "client rows only, one per client"
+    assert set(last["status"]) <= {"completed", "good_enough", "dropout"}
+    assert len(therapists.xs(model.steps, level="Step")) == K
+    assert therapists.xs(0, level="Step")["caseload"].sum() == N, "every client starts in a caseload"
+    assert not model.datacollector.agent_reporters, "no table that mixes the two agent types"
 
 
 def test_model_steps_the_same_engine():
@@ -100,6 +105,49 @@ def test_model_steps_the_same_engine():
     for key in a:
         assert np.array_equal(a[key], b[key], equal_nan=a[key].dtype.kind == "f"), key
     assert model.cumulative_dropout == float((b["end_type"][0] == 3).mean())
+
+
+def test_client_id_maps_to_its_agent_and_the_tables(model):
+    model.run_model()
+    table = client_outcomes(model.cohort)
+    for client_id in (0, 17, N - 1):
+        agent = model.client(client_id)
+        assert agent.client_id == client_id and agent is model.client_agents[client_id]
+        assert agent.therapist_id == int(table["therapist"][0, client_id]) == agent.therapist.therapist_id
+        assert agent.sessions_attended == int(table["sessions_attended"][0, client_id])
+        assert agent.unique_id == K + client_id + 1, "Mesa numbers therapists first, from 1"
+    assert model.therapist(2).therapist_id == 2
+    rows = model.datacollector.get_agenttype_vars_dataframe(Client).xs(model.steps, level="Step")
+    assert (rows.index.to_numpy() == [model.client(int(i)).unique_id for i in rows["client_id"]]).all()
+    for bad in (-1, N, 2.0, True):
+        with pytest.raises(IndexError, match="client ids run from 0"):
+            model.client(bad)
+
+
+def test_agents_refuse_removal_and_the_engine_keeps_every_client(model):
+    with pytest.raises(AgentRemovalError, match="client 3 cannot be removed"):
+        model.client(3).remove()
+    with pytest.raises(AgentRemovalError, match="therapist 1 cannot be removed"):
+        model.therapist(1).remove()
+    assert len(model.agents) == N + K and model.client(3) in model.agents
+
+
+def test_seed_none_draws_a_fresh_seed_as_mesa_does():
+    first, second = (TherapyModel("baseline", n_clients=30, n_therapists=3) for _ in range(2))
+    assert first.seed != second.seed, "seed=None gives a fresh cohort each time"
+    assert not np.array_equal(first.cohort.clients.attachment_anxiety, second.cohort.clients.attachment_anxiety)
+    again = TherapyModel("baseline", n_clients=30, n_therapists=3, seed=first.seed)
+    assert np.array_equal(again.cohort.clients.attachment_anxiety, first.cohort.clients.attachment_anxiety)
+    assert 0 <= first.seed < 2**63
+
+
+def test_batch_run_iterations_without_a_seed_are_different_cohorts():
+    runs = mesa.batch_run(
+        TherapyModel, parameters={"n_clients": 80, "n_therapists": 4}, iterations=3, number_processes=1,
+        data_collection_period=-1, display_progress=False,
+    )  # fmt: skip
+    assert len({(r["cumulative_dropout"], r["mean_phq9"]) for r in runs}) == 3, "iterations should differ as in Mesa"
+    assert all("AgentID" not in r for r in runs), "batch_run rows are model rows; agent tables are per type"
 
 
 def test_model_refuses_bad_parameters():

@@ -22,7 +22,12 @@ BUDGET = 60  # seconds per notebook on a developer machine (README: "each in und
 
 def test_the_notebooks_exist():
     names = {p.name for p in NOTEBOOKS}
-    assert {"01_quickstart.ipynb", "02_dropout_mechanisms.ipynb", "03_sensitivity.ipynb"} <= names
+    assert {
+        "01_quickstart.ipynb",
+        "02_dropout_mechanisms.ipynb",
+        "03_sensitivity.ipynb",
+        "04_scenario_discovery.ipynb",
+    } <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -66,7 +66,7 @@ def test_rci_agrees_with_six_point_rule_for_phq9():
 
 def _gains(*scores):
     scores = np.array(scores, dtype=float)
-    return bool(sudden_gains(scores[:1], scores[1:, None])[0])
+    return bool(sudden_gains(scores[:1], scores[1:, None])[0][0])
 
 
 @pytest.mark.parametrize(
@@ -76,13 +76,29 @@ def _gains(*scores):
         ((20, 19, 12, 19, 19), False),  # reversed: later mean 16.7 > 19 - 3.5
         ((20, 18, 14, 12), False),  # never 6 points between consecutive sessions
         ((27, 21, 21), False),  # 6 points but only 22% of the pre-gain score
-        ((20, 13), True),  # a gain at the last session holds by itself
-        ((20, np.nan, 13, 13), True),  # missed sessions are skipped: consecutive observed scores
+        ((20, 13), False),  # the t criterion needs two scores on each side of the gain
+        ((20, 21, np.nan, 13, 13), True),  # missed sessions are skipped: consecutive observed scores
         ((20, 20, 20), False),
+        ((20, 19, 13, 18, 12), False),  # 6 points, but the post-gain scores scatter: t = 2.1 < 3.18 (df 3)
     ],
 )
 def test_sudden_gain_known_answers(scores, expected):
     assert _gains(*scores) == expected, f"sudden gain in {scores}"
+
+
+@pytest.mark.parametrize(
+    ("scores", "expected"),
+    [
+        ((20, 19, 12, 12, 11, 16), True),  # a later score gives back 4 of the 7 points
+        ((20, 19, 12, 12, 11, 15), False),  # 3 of 7 points back: less than half
+        ((20, 19, 12, 12, 11), False),
+    ],
+)
+def test_sudden_gain_reversal_known_answers(scores, expected):
+    scores = np.array(scores, dtype=float)
+    gained, reversed_ = sudden_gains(scores[:1], scores[1:, None])
+    assert gained[0], f"{scores} has a sudden gain"
+    assert reversed_[0] == expected, f"reversal of the gain in {scores}"
 
 
 def test_masked_helpers():
@@ -105,6 +121,7 @@ def test_cohort_metrics_known_answer():
         "early_alliance": np.array([[48.0, 30.0, 38.0, 40.0]]),
         "ruptures": np.array([[2, 1, 1, 0]]),
         "repairs": np.array([[1, 0, 1, 0]]),
+        "dropout_cause": np.array([[0, 1, 0, 0]]),  # the one dropout left mainly for a weak alliance
     }
     m = cohort_metrics(c)
     assert m["dropout_rate"][0] == 0.25
@@ -119,6 +136,9 @@ def test_cohort_metrics_known_answer():
     assert m["repair_share"][0] == 0.5
     change = c["intake_phq9"][0] - c["final_phq9"][0]
     assert m["alliance_outcome_r"][0] == pytest.approx(np.corrcoef(c["early_alliance"][0], change)[0, 1])
+    # completers' early alliance 48, 38, 40 (mean 42, squares 56) against the dropout's 30; pooled SD sqrt(56 / 2)
+    assert m["alliance_dropout_d"][0] == pytest.approx(12 / np.sqrt(28))
+    assert m["relationship_share"][0] == 1.0, "the one dropout left for a relationship reason"
 
 
 def test_alliance_outcome_correlation_is_positive_at_baseline():

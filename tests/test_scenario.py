@@ -1,5 +1,7 @@
 """Scenarios: TOML files validated against the registry."""
 
+from pathlib import Path
+
 import pytest
 
 from sim.parameters import REGISTRY
@@ -16,6 +18,18 @@ def test_baseline_is_a_trial_like_course():
 
 def test_load_by_path_equals_load_by_name():
     assert load_scenario(SCENARIO_DIR / "baseline.toml").params == load_scenario("baseline").params
+
+
+def test_a_directory_named_like_a_scenario_does_not_shadow_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "baseline").mkdir()  # e.g. left by `python -m sim run baseline --out baseline`
+    assert load_scenario("baseline").path == SCENARIO_DIR / "baseline.toml"
+
+
+def test_the_library_is_package_data():
+    import scenarios
+
+    assert SCENARIO_DIR.samefile(Path(scenarios.__file__).parent), "scenarios/ is found through its package"
 
 
 def test_there_are_contrasting_scenarios():

@@ -91,6 +91,27 @@ def test_cli_writes_table_report_and_figure(tmp_path, targets):
     assert (docs / "figures" / "validation_forest.svg").stat().st_size > 0
 
 
+def test_out_alone_writes_only_into_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a stray relative path would land here
+    docs_before = {p: p.stat().st_mtime_ns for p in validate.DOCS.rglob("*") if p.is_file()}
+    out = tmp_path / "only"
+    assert analysis_main(["validate", *SMALL, "--out", str(out)]) == 0
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert written == [
+        f"only/{name}"
+        for name in (
+            "figures/validation_forest.png",
+            "figures/validation_forest.svg",
+            "manifest.json",
+            "replicates.csv",
+            "validation.csv",
+            "validation.md",
+        )
+    ]
+    docs_after = {p: p.stat().st_mtime_ns for p in validate.DOCS.rglob("*") if p.is_file()}
+    assert docs_after == docs_before, "validate --out must not touch docs/ (make docs-validation does)"
+
+
 def _with_bands(monkeypatch, bands):
     """Make the validate command see targets with some bands replaced: {id: (low, high)}."""
     real = validate.load_targets

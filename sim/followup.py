@@ -1,0 +1,157 @@
+"""After the course: the end-of-course assessment and a follow-up in which life goes on.
+
+The follow-up runs week by week, as the course does, without sessions: true severity remits slowly
+(``natural_recovery_rate``), drifts, and jumps at life events, which the support built in therapy
+buffers as social support does during the course; a client who ended below caseness
+may relapse. The relapse hazard is highest at the end of therapy and falls over the following
+months, and is higher with residual symptoms and lower with the support built in therapy (Ali et al.
+2017, Behav. Res. Ther. 94, 1-8, doi:10.1016/j.brat.2017.04.006: 53% relapse within a year after
+low-intensity CBT, 79% of them in the first six months, hazard ratio 1.9 for residual PHQ-9 of 5-9;
+Vittengl, Clark, Dunn & Jarrett 2007, J. Consult. Clin. Psychol. 75(3), 475-488: 29% within a year
+after cognitive therapy). As in those studies the PHQ-9 is given every four weeks; the week a
+client who ended below caseness first scores at caseness again is recorded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from sim.dynamics import CASENESS
+
+ASSESSMENT_WEEKS = 4  # the PHQ-9 every four weeks of the follow-up (monthly monitoring)
+YEAR = 52  # relapse_rate is the chance of relapsing within a year
+
+
+def relapse_base_hazard(relapse_rate, decay_weeks):
+    """Weekly relapse hazard at the end of therapy that makes ``relapse_rate`` the one-year chance.
+
+    The hazard falls as ``exp(-(t - 1) / decay_weeks)`` in week t; for a client with no residual
+    symptoms and no support built, one minus the chance of staying well through 52 weeks is then
+    exactly ``relapse_rate``.
+    """
+    weeks = np.arange(YEAR)
+    profile = np.exp(-weeks[None, :] / np.asarray(decay_weeks, dtype=float).reshape(-1, 1)).sum(axis=1)
+    with np.errstate(divide="ignore"):
+        return -np.log1p(-np.minimum(np.asarray(relapse_rate, dtype=float).ravel(), 1.0 - 1e-12)) / profile
+
+
+def follow_up(p, d, s, clients, streams) -> dict[str, np.ndarray]:
+    """Final PHQ-9, follow-up PHQ-9 and relapse per client, each shape (n_sets, n_clients).
+
+    Args:
+        p: stacked parameters (arrays shaped (n_sets, 1)).
+        d: the dyads (:class:`sim.dyads.Dyads`).
+        s: the state at the end of every course (:class:`sim.dyads.State`).
+        clients: the client traits (:class:`sim.population.Clients`).
+        streams: the run's :class:`sim.streams.Streams`.
+    """
+    n_sets, n = s.severity.shape
+    err = p["measurement_error_sd"]
+    assessed = np.clip(np.round(s.severity + err * streams["followup"].standard_normal(n)), 0.0, 27.0)
+    last_observed = np.array([m == "last_observed" for m in p["outcome_measure"]])[:, None]
+    final = np.where(last_observed, s.phq9, assessed)
+
+    # Support built in therapy: the client's own social support and the alliance internalised,
+    # the more so the more of the planned course was attended.
+    mean_alliance = np.where(s.attended > 0, s.alliance_sum / np.maximum(s.attended, 1), 12.0)
+    internalised = (mean_alliance - 12.0) / 48.0 * np.minimum(1.0, s.attended / p["planned_sessions"])
+    w = p["support_built_weight"]
+    built = np.broadcast_to((1.0 - w) * clients.support + w * internalised, (n_sets, n))
+
+    weeks = p["followup_weeks"].ravel().astype(np.int64)
+    horizon = int(weeks.max())
+    # One stream per kind of draw, each drawn as (horizon, n): row t is the same whatever the
+    # horizon, so a set gets the same follow-up alone or in a batch with longer follow-ups.
+    drift = streams["followup_drift"].standard_normal((horizon, n))
+    life = streams["followup_life_events"].random((horizon, n))
+    relapse_u = streams["followup_relapse"].random((horizon, n))
+    measure = streams["followup_measurement"].standard_normal((horizon, n))
+    severity = np.ascontiguousarray(np.broadcast_to(s.severity, (n_sets, n)), dtype=float).copy()
+    score = final.astype(float).copy()
+    relapse_week = np.zeros((n_sets, n), dtype=np.int16)
+    caseness_week = np.zeros((n_sets, n), dtype=np.int16)
+
+    def per_set(name):
+        return np.ascontiguousarray(np.asarray(p[name], dtype=float).ravel())
+
+    _follow(
+        weeks,
+        per_set("natural_recovery_rate"),
+        per_set("symptom_noise_sd"),
+        per_set("life_event_rate"),
+        per_set("measurement_error_sd"),
+        relapse_base_hazard(p["relapse_rate"], p["relapse_decay_weeks"]),
+        per_set("relapse_decay_weeks"),
+        per_set("relapse_residual"),
+        per_set("relapse_support_buffer"),
+        per_set("relapse_size"),
+        np.ascontiguousarray(p["life_event_size"] * (1.0 - p["support_buffer"] * built)),
+        np.ascontiguousarray(built, dtype=float),
+        final.astype(float),
+        drift,
+        life,
+        relapse_u,
+        measure,
+        severity,
+        score,
+        relapse_week,
+        caseness_week,
+    )
+    return {
+        "final_phq9": final,
+        "followup_phq9": score,
+        "relapse": relapse_week > 0,
+        "relapse_week": relapse_week,
+        "caseness_week": caseness_week,
+    }
+
+
+@njit(cache=True)
+def _follow(  # noqa: PLR0913 (the kernel's inputs, each an array)
+    weeks,
+    remission,
+    noise_sd,
+    life_rate,
+    err_sd,
+    hazard0,
+    decay,
+    residual_weight,
+    buffer,
+    relapse_size,
+    shock,
+    built,
+    final,
+    drift,
+    life,
+    relapse_u,
+    measure,
+    severity,
+    score,
+    relapse_week,
+    caseness_week,
+):
+    """Every client's follow-up, in place: severity and the last score, the relapse and caseness weeks."""
+    n_sets, n = severity.shape
+    for k in range(n_sets):
+        for i in range(n):
+            sev = severity[k, i]
+            recovered = final[k, i] < CASENESS
+            # The relapse hazard of this client in the first week after therapy.
+            h = hazard0[k] * np.exp(residual_weight[k] * final[k, i]) * (1.0 - buffer[k] * built[k, i])
+            relapsed = False
+            for t in range(1, weeks[k] + 1):
+                change = -remission[k] * sev + noise_sd[k] * drift[t - 1, i]
+                if life[t - 1, i] < life_rate[k]:
+                    change += shock[k, i]
+                if recovered and not relapsed:
+                    if relapse_u[t - 1, i] < 1.0 - np.exp(-h * np.exp(-(t - 1) / decay[k])):
+                        relapsed = True
+                        relapse_week[k, i] = t
+                        change += relapse_size[k]
+                sev = min(max(sev + change, 0.0), 27.0)
+                if t % ASSESSMENT_WEEKS == 0 or t == weeks[k]:
+                    score[k, i] = min(max(np.rint(sev + err_sd[k] * measure[t - 1, i]), 0.0), 27.0)
+                    if recovered and caseness_week[k, i] == 0 and score[k, i] >= CASENESS:
+                        caseness_week[k, i] = t
+            severity[k, i] = sev

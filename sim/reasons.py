@@ -1,0 +1,188 @@
+"""Why clients leave: a dropout's chance of leaving, decomposed into the contributions of its reasons.
+
+The weekly dropout hazard is a logistic model, ``p = expit(base + sum(terms))``, each term a risk
+factor that is zero when the factor is absent (a strong alliance, no open rupture, full engagement,
+no barriers, no missed sessions, no improvement yet, no break in therapy to react to) and positive
+otherwise. For every dropout the
+chance ``p`` of leaving that week is split over the terms by their Shapley values on the probability
+scale (Shapley 1953; the same attribution as SHAP, Lundberg & Lee 2017): each factor gets its
+average marginal contribution to ``p`` over every order in which the factors could be added to the
+background. The background share ``expit(base) / p`` is the part of leaving that no risk in therapy
+explains (life circumstances: a move, a new job, illness). The shares are non-negative, sum to one,
+give exactly zero to an absent factor, and grow with their factor (docs/ODD.md says why Shapley
+values rather than a counterfactual removal).
+
+Missed sessions say how a client drifts away, not why. Each missed session's chance of being missed
+is split the same way over what lowered attendance (practical barriers, low engagement, a break in
+therapy, and the background rate of missing); when missed sessions push a client out, their share is
+credited back to those causes in proportion to the missed run's accumulated shares.
+
+Reasons are grouped into the categories that client surveys of unilateral termination use
+(improvement or no longer needed; practical or circumstantial constraints; dissatisfaction with the
+therapy or the relationship; other): Pekarik (1983), J. Clin. Psychol. 39(6), 909-913; Bados,
+Balaguer & Saldana (2007), J. Clin. Psychol. 63(6), 585-592, doi:10.1002/jclp.20368.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+REASONS = (
+    "weak_alliance",
+    "unrepaired_rupture",
+    "therapy_breaks",
+    "low_engagement",
+    "practical_barriers",
+    "life_circumstances",
+    "felt_better",
+)
+"""Dropout reasons, in the order of the per-reason share columns."""
+
+WEAK_ALLIANCE, UNREPAIRED_RUPTURE, THERAPY_BREAKS, LOW_ENGAGEMENT, PRACTICAL_BARRIERS, LIFE, FELT_BETTER = range(7)
+
+CATEGORIES = ("improvement", "circumstances", "dissatisfaction", "other")
+"""Reason categories as client surveys report them."""
+
+CATEGORY_OF = {
+    "weak_alliance": "dissatisfaction",
+    "unrepaired_rupture": "dissatisfaction",
+    "therapy_breaks": "dissatisfaction",
+    "low_engagement": "other",
+    "practical_barriers": "circumstances",
+    "life_circumstances": "circumstances",
+    "felt_better": "improvement",
+}
+
+CATEGORY_TEXT = {
+    "improvement": "improvement: no longer needed",
+    "circumstances": "practical or circumstantial constraints",
+    "dissatisfaction": "dissatisfaction with the therapy or the relationship",
+    "other": "other (motivation, not ready)",
+}
+
+REASON_TEXT = {
+    "weak_alliance": "a weak working alliance",
+    "unrepaired_rupture": "an unrepaired rupture",
+    "therapy_breaks": "breaks in therapy (cancellations, a holiday) that broke the thread",
+    "low_engagement": "fading engagement",
+    "practical_barriers": "practical barriers",
+    "life_circumstances": "life circumstances outside therapy (a move, a new job, illness)",
+    "felt_better": "feeling better: therapy seemed no longer needed",
+}
+
+REASON_COLOURS = {
+    "weak_alliance": "#d62728",
+    "unrepaired_rupture": "#ff7f0e",
+    "therapy_breaks": "#e7969c",
+    "low_engagement": "#9467bd",
+    "practical_barriers": "#1f77b4",
+    "life_circumstances": "#9ecae1",
+    "felt_better": "#2ca02c",
+}
+"""One colour per reason for every figure (CLI, app, notebooks): reds for the relationship, blues for
+circumstances, green for improvement, purple for the rest."""
+
+# The hazard's terms, in the order the kernel passes them, and the reason each is put down to
+# (-1: missed sessions, credited back to what made the client miss them).
+HAZARD_TERMS = ("alliance", "rupture", "engagement", "barriers", "missed", "improved", "breaks")
+TERM_REASON = np.array(
+    [WEAK_ALLIANCE, UNREPAIRED_RUPTURE, LOW_ENGAGEMENT, PRACTICAL_BARRIERS, -1, FELT_BETTER, THERAPY_BREAKS]
+)
+MISSED_TERM = 4
+
+# What a missed session is put down to, in the order of the kernel's miss credit.
+MISS_CAUSES = ("practical_barriers", "low_engagement", "therapy_breaks", "life_circumstances")
+MISS_REASON = np.array([PRACTICAL_BARRIERS, LOW_ENGAGEMENT, THERAPY_BREAKS, LIFE])
+N_MISS_CAUSES = len(MISS_CAUSES)
+
+
+def category_index() -> np.ndarray:
+    """The category (index into CATEGORIES) of each reason, shape (n_reasons,)."""
+    return np.array([CATEGORIES.index(CATEGORY_OF[r]) for r in REASONS])
+
+
+def category_shares(shares: np.ndarray) -> np.ndarray:
+    """Per-category shares from per-reason shares (last axis), shape (..., n_categories)."""
+    index = category_index()
+    return np.stack([shares[..., index == c].sum(axis=-1) for c in range(len(CATEGORIES))], axis=-1)
+
+
+@njit(cache=True)
+def _expit(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@njit(cache=True)
+def shapley_shares(base, terms, out):
+    """Shares of ``p = expit(base + sum(terms))`` due to each term, written to ``out``.
+
+    Exact Shapley values over the terms that are present (a zero term is a dummy player and gets
+    zero), each divided by ``p``. Returns the background share ``expit(base) / p``; with the
+    shares in ``out`` it sums to one.
+
+    Args:
+        base: log-odds with no risk factor.
+        terms: non-negative log-odds terms, shape (n,), n <= 16.
+        out: shape (n,), overwritten.
+    """
+    n = terms.shape[0]
+    present = np.empty(n, np.int64)
+    m = 0
+    total = base
+    for j in range(n):
+        out[j] = 0.0
+        total += terms[j]
+        if terms[j] > 0.0:
+            present[m] = j
+            m += 1
+    p = _expit(total)
+    size = 1 << m
+    value = np.empty(size)
+    for mask in range(size):
+        x = base
+        for a in range(m):
+            if (mask >> a) & 1:
+                x += terms[present[a]]
+        value[mask] = _expit(x)
+    # weight of a coalition of s others: s! (m - s - 1)! / m!
+    weight = np.empty(max(m, 1))
+    for s in range(m):
+        w = 1.0 / m
+        for q in range(1, s + 1):
+            w *= q / (m - q)  # builds s! (m-1-s)! / (m-1)! one factor at a time, divided by m
+        weight[s] = w
+    for a in range(m):
+        bit = 1 << a
+        phi = 0.0
+        for mask in range(size):
+            if mask & bit:
+                continue
+            s = 0
+            rest = mask
+            while rest:
+                s += rest & 1
+                rest >>= 1
+            phi += weight[s] * (value[mask | bit] - value[mask])
+        out[present[a]] = phi / p
+    return value[0] / p
+
+
+@njit(cache=True)
+def miss_shares(base, x0, x1, x2):
+    """Shares of a missed session's chance of being missed due to three log-odds terms.
+
+    The chance of missing is ``expit(-base + x0 + x1 + x2)`` with ``base`` the attendance log-odds
+    without the terms; the Shapley values of the three are written out in closed form (no
+    allocation: this runs at every missed session). Returns the three shares and the background
+    share, summing to one.
+    """
+    v = _expit(-base)
+    v0, v1, v2 = _expit(-base + x0), _expit(-base + x1), _expit(-base + x2)
+    v01, v02, v12 = _expit(-base + x0 + x1), _expit(-base + x0 + x2), _expit(-base + x1 + x2)
+    v012 = _expit(-base + x0 + x1 + x2)
+    third, sixth = 1.0 / 3.0, 1.0 / 6.0
+    s0 = third * (v0 - v) + sixth * (v01 - v1) + sixth * (v02 - v2) + third * (v012 - v12)
+    s1 = third * (v1 - v) + sixth * (v01 - v0) + sixth * (v12 - v2) + third * (v012 - v02)
+    s2 = third * (v2 - v) + sixth * (v02 - v0) + sixth * (v12 - v1) + third * (v012 - v01)
+    return s0 / v012, s1 / v012, s2 / v012, v / v012
