@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from analysis import discover, trial
+from analysis.calibrate import CalibrationError
 from analysis.sensitivity import AnalysisError, analyse_dir
 from analysis.targets import TargetsError
 from analysis.trial_spec import TrialSpecError
@@ -39,7 +40,7 @@ class UsageError(ValueError):
 
 
 USER_ERRORS = (UsageError, OutputError, ScenarioError, ParameterError, TargetsError, AnalysisError)
-USER_ERRORS += (ResultsError, discover.DiscoveryError, TrialSpecError, ExecutorError)
+USER_ERRORS += (ResultsError, discover.DiscoveryError, TrialSpecError, ExecutorError, CalibrationError)
 
 
 def _file(path: Path, flag: str) -> Path:
@@ -120,46 +121,57 @@ def _validate(args) -> int:
 
 
 def _add_calibrate(sub) -> None:
+    from analysis.calibrate import SPEC_FILE
+
     c = sub.add_parser(
         "calibrate",
-        help="fit the free parameters: sim/calibrated.toml and docs/calibration.md",
-        description="Fit the free parameters to the calibration facts on common random numbers.",
+        help="ABC-SMC of the free parameters: sim/posterior.csv, sim/calibrated.toml, docs/calibration.md",
+        description="A posterior over the free parameters from the calibration facts, by ABC-SMC "
+        "(settings: analysis/calibration.toml; options here override them).",
         epilog=EXIT_STATUS,
     )
-    c.add_argument("--seed", type=seed_int, default=1, help="seed of the common random numbers (default 1)")
-    # One replicate is enough for the objective (a mean over replicates); no interval is formed.
-    c.add_argument("--replicates", type=positive_int, default=12, help="replicates per evaluation (default 12)")
-    c.add_argument("--clients", type=positive_int, default=2000, help="clients per replicate (default 2000)")
-    c.add_argument(
-        "--therapists",
-        type=at_least_two,
-        default=None,
-        help="therapists per replicate, 2 or more (default: the scenario's caseload)",
-    )
-    c.add_argument("--max-nfev", type=positive_int, default=60, help="most objective evaluations (default 60)")
+    c.add_argument("--spec", type=Path, default=SPEC_FILE, help="the settings (default analysis/calibration.toml)")
+    c.add_argument("--seed", type=seed_int, default=None, help="seed of the common random numbers and the sampler")
+    c.add_argument("--replicates", type=positive_int, default=None, help="cohorts every candidate runs")
+    c.add_argument("--clients", type=positive_int, default=None, help="clients per cohort")
+    c.add_argument("--population", type=positive_int, default=None, help="particles per generation")
+    c.add_argument("--generations", type=positive_int, default=None, help="most generations (generation 0 included)")
+    c.add_argument("--minutes", type=float, default=None, help="wall-time budget in minutes")
     c.add_argument("--free", nargs="+", default=None, metavar="NAME", help="fit only these (default: all free)")
-    c.add_argument("--toml", type=Path, default=None, help="where the fitted values go (default sim/calibrated.toml)")
-    c.add_argument("--report", type=Path, default=None, help="where the report goes (default docs/calibration.md)")
+    c.add_argument("--executor", choices=("serial", "processes", "dask"), default="processes")
+    c.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
+    c.add_argument("--scheduler", default=None, help="a running Dask scheduler, e.g. tcp://host:8786")
+    c.add_argument("--out", type=Path, default=Path("results/calibration"), help="where the history goes")
+    c.add_argument("--toml", type=Path, default=None, help="point values (default sim/calibrated.toml)")
+    c.add_argument("--posterior", type=Path, default=None, help="the posterior (default sim/posterior.csv)")
+    c.add_argument("--report", type=Path, default=None, help="the report (default docs/calibration.md)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _calibrate(args) -> int:
-    from analysis.calibrate import REPORT_FILE, run
+    from analysis.calibrate import REPORT_FILE, calibrate, load_spec
+    from analysis.calibration_report import write_all
     from sim.parameters import CALIBRATED_FILE
+    from sim.posterior import POSTERIOR_FILE
 
-    if args.free is not None:
-        repeated = sorted({n for n in args.free if args.free.count(n) > 1})
-        if repeated:
-            raise UsageError(f"--free names {', '.join(repeated)} more than once; list each parameter once.")
-    run(
+    spec = load_spec(
+        args.spec,
         seed=args.seed,
         replicates=args.replicates,
         clients=args.clients,
-        therapists=args.therapists,
-        max_nfev=args.max_nfev,
+        population=args.population,
+        max_generations=args.generations,
+        max_minutes=args.minutes,
         free=args.free,
-        toml_path=_file(args.toml or CALIBRATED_FILE, "--toml"),
-        report_path=_file(args.report or REPORT_FILE, "--report"),
     )
+    # Every output's place is checked before the fit, which would otherwise fail only at its end.
+    toml = _file(args.toml or CALIBRATED_FILE, "--toml")
+    posterior = _file(args.posterior or POSTERIOR_FILE, "--posterior")
+    report = _file(args.report or REPORT_FILE, "--report")
+    output_dir(args.out, "--out")
+    executor = "dask" if args.scheduler else args.executor
+    fit = calibrate(spec, executor, args.workers, args.scheduler, progress=not args.quiet)
+    write_all(fit, toml, posterior, report, args.out)
     return 0
 
 

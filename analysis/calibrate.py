@@ -1,146 +1,214 @@
-"""Calibration: fit the registry's free mechanism parameters to the calibration facts.
+"""Calibration with honest uncertainty: a posterior over the free parameters by ABC-SMC.
 
-``python -m analysis calibrate`` (``make calibrate``) fits every parameter that sim/parameters.py
-marks ``free`` to the facts of analysis/targets.toml whose set is "calibration", and writes the
-fitted values to sim/calibrated.toml (which the registry reads as its defaults) and a fit report to
-docs/calibration.md.
+``python -m analysis calibrate`` (``make calibrate``) fits every parameter that sim/parameters.py marks
+``free`` to the facts of analysis/targets.toml whose set is "calibration", by approximate Bayesian
+computation (:mod:`analysis.abc`), and writes
 
-Method. Each free parameter is mapped from its registry range [low, high] to the real line by
-``u = logit((x - low) / (high - low))``, so every candidate stays inside the range. For a candidate,
-the baseline scenario runs over R replicates of n clients (seeds ``(seed, r)``, r = 0..R-1, the same
-for every candidate: common random numbers), each fact is computed per replicate and averaged.
-With the fact's band [lo, hi], centre c and half-width h, ``d = (value - c) / h`` is 0 at the
-centre and +-1 at the band's edges, and each fact contributes two residuals:
+- ``sim/posterior.csv``: the final population, about a thousand weighted particles (shipped with the
+  package; ``--posterior K`` on ``run``, ``compare``, ``validate`` and sweep specs draws from it);
+- ``sim/calibrated.toml``: the posterior median of each parameter, the point values a default run uses
+  (the registry reads them as defaults, so a default run stays deterministic), with the fit's record;
+- the history, every generation's particles, weights, distances and facts, in the output directory
+  (``results/calibration/history.parquet`` and ``generations.csv``);
+- ``docs/calibration.md`` and its figures (:mod:`analysis.calibration_report`).
 
-- ``outside = weight * max(|d| - margin, 0)``: nothing inside the inner ``margin`` of the band,
-  growing linearly beyond it (so a value is pushed well inside the band, with room for the
-  replicate noise of another seed), and
-- ``pull = pull * d``: a small pull to the band's centre.
+The settings come from analysis/calibration.toml (or ``--spec``), checked before anything runs.
 
-Eleven parameters against nine facts leave a valley of fits that meet every band equally well, and
-the optimiser would end anywhere along it (a first fit drove repair_rate to 0.94). Each parameter
-therefore adds ``prior * (u - u_declared)``: a weak pull, in logit units, to the value the registry
-declares from the literature, so the fit moves a parameter only as far as the facts need and the
-optimum is unique.
+**Prior.** Each free parameter x with registry range [low, high] is mapped to the real line,
+u = logit((x - low) / (high - low)); the prior is normal on u, centred on the value the registry declares
+from the literature (its default before calibration) with standard deviation ``prior_sd``: weakly
+informative, most of its mass inside the range, none outside it.
 
-scipy.optimize.least_squares (trust-region reflective, fixed options) minimises half the sum of
-squared residuals. The Jacobian is taken by forward differences in u with a fixed step, all its
-columns evaluated as one batch of parameter sets in the engine (which shares random draws across
-sets), so an evaluation of the Jacobian costs little more than one of the objective. With common
-random numbers the objective is a deterministic function of the parameters; the step is large
-enough that it is also smooth at that scale (a small step would see the individual clients whose
-decisions flip). Same seed, replicates and clients: same numbers, bit for bit.
+**Summary statistics and distance.** Every candidate's facts are computed by the code ``make validate``
+uses (:func:`analysis.facts.simulate_facts`), averaged over ``replicates`` cohorts of ``clients`` clients.
+A fact's deviation from its published value is divided by the distance from the published value to the
+band's edge on that side, so 1 is the edge of the published band and every fact counts in units of its
+own interval; the distance is the root mean square over the facts.
+
+**Common random numbers.** Every candidate runs the same replicates (seed, r), so the distance is a
+deterministic function of the parameters and particles are compared without the simulator's noise (at
+this cohort size each fact's replicate-to-replicate noise is small beside its band). The posterior is
+so conditional on one realisation of that noise; ``--posterior K`` predictions run other replicates, so
+their intervals carry both the parameter and the stochastic uncertainty.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
+import math
 import time
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import optimize
 
+from analysis import abc
 from analysis.facts import cohort_therapists, simulate_facts
 from analysis.targets import Target, load_targets
 from sim import parameters
+from sim.parameters import Param
 from sim.scenario import load_scenario
+from sim.userfiles import read_toml
 
+SPEC_FILE = Path(__file__).with_name("calibration.toml")
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_FILE = ROOT / "docs" / "calibration.md"
-METHOD = "scipy.optimize.least_squares (trf), logit-transformed parameters, forward-difference Jacobian in one batch"
+Q_EDGE = 1e-6  # values this close to a bound (as a share of the range) are moved in before the logit
 
-# Fixed options: part of the method, so a re-run with the same seed reproduces the fit.
-MARGIN = 0.5  # no penalty in the inner half of a band
-WEIGHT = 4.0  # weight of the distance beyond the inner half
-PULL = 0.15  # weight of the pull to the band centre
-PRIOR = 0.1  # weight of the pull to each parameter's declared value, per logit unit
-STEP = 0.1  # finite-difference step in logit units
-Q_EDGE = 1e-3  # starting values closer than this (as a share of the range) to a bound are moved in
+
+class CalibrationError(ValueError):
+    """A calibration spec that cannot be used; the message names the file, the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """The settings of an ABC calibration (analysis/calibration.toml documents each).
+
+    Attributes:
+        scenario: the scenario the facts describe.
+        seed: seed of the common random numbers and of the sampler.
+        replicates, clients: the cohorts every candidate runs.
+        population: particles per generation.
+        initial: prior draws in generation 0, as a multiple of ``population``.
+        quantile: each tolerance is this quantile of the last population's distances.
+        target: stop once the tolerance is at or below this distance (1 = every fact at its band's edge).
+        min_acceptance: stop when a generation accepts fewer candidates than this share.
+        max_generations: most generations, generation 0 included.
+        max_minutes: stop after the generation that ends past this wall time.
+        prior_sd: standard deviation of the prior on the logit scale.
+        chunk_size: candidates per engine call (and per task on an executor).
+        round_size: candidates proposed together; fixed, so the workers cannot change the result.
+        free: the parameters fitted (empty: every parameter the registry marks free).
+    """
+
+    scenario: str = "baseline"
+    seed: int = 1
+    replicates: int = 2
+    clients: int = 1000
+    population: int = 1000
+    initial: int = 4
+    quantile: float = 0.5
+    target: float = 0.3
+    min_acceptance: float = 0.03
+    max_generations: int = 10
+    max_minutes: float = 25.0
+    prior_sd: float = 1.5
+    chunk_size: int = 64
+    round_size: int = 256
+    free: tuple[str, ...] = ()
+    path: Path | None = None
+
+    def settings(self) -> abc.Settings:
+        """The sampler's settings."""
+        return abc.Settings(
+            population=self.population,
+            initial=self.initial,
+            quantile=self.quantile,
+            target=self.target,
+            min_acceptance=self.min_acceptance,
+            max_generations=self.max_generations,
+            round_size=self.round_size,
+            max_seconds=60.0 * self.max_minutes,
+        )
+
+
+_LIMITS: dict[str, tuple[float, float]] = {
+    "seed": (0, 2**63 - 1),
+    "replicates": (1, 1000),
+    "clients": (20, 1_000_000),
+    "population": (10, 1_000_000),
+    "initial": (1, 100),
+    "quantile": (0.05, 0.95),
+    "target": (0.0, 100.0),
+    "min_acceptance": (0.0, 1.0),
+    "max_generations": (1, 1000),
+    "max_minutes": (0.1, 100_000.0),
+    "prior_sd": (0.05, 10.0),
+    "chunk_size": (1, 100_000),
+    "round_size": (1, 1_000_000),
+}
+
+
+def load_spec(path: str | Path = SPEC_FILE, **changes) -> CalibrationSpec:
+    """Read and check a calibration spec; ``changes`` override its values (from the command line).
+
+    Raises:
+        CalibrationError: an unknown key, a value of the wrong type or outside its range, an unknown
+            scenario, or a ``free`` name that is not a numeric registry parameter; the message names the
+            file and the key.
+    """
+    path = Path(path)
+    how = "see analysis/calibration.toml for every key"
+    data = {**read_toml(path, CalibrationError, how), **{k: v for k, v in changes.items() if v is not None}}
+    known = {f.name for f in fields(CalibrationSpec)} - {"path"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise CalibrationError(f"{path}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(known))}.")
+    for key, value in data.items():
+        if key in ("scenario", "free"):
+            continue
+        low, high = _LIMITS[key]
+        integer = isinstance(getattr(CalibrationSpec, key), int)
+        ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+        if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not low <= value <= high:
+            kind = "an integer" if integer else "a number"
+            raise CalibrationError(f"{path}: {key} = {value!r} is not allowed: use {kind} in [{low:g}, {high:g}].")
+    scenario = data.get("scenario", "baseline")
+    if not isinstance(scenario, str):
+        raise CalibrationError(f"{path}: scenario = {scenario!r} must be a scenario name or path.")
+    try:
+        load_scenario(scenario)
+    except ValueError as err:
+        raise CalibrationError(f"{path}: scenario = {scenario!r}: {err}") from None
+    free = data.get("free", [])
+    if not isinstance(free, list | tuple) or not all(isinstance(n, str) for n in free):
+        raise CalibrationError(f"{path}: free = {free!r} must be a list of parameter names.")
+    for name in free:
+        try:
+            p = parameters.lookup(name, f"{path}, free")
+        except parameters.ParameterError as err:
+            raise CalibrationError(str(err)) from None
+        if p.kind == "choice":
+            raise CalibrationError(f"{path}: free names {name!r}, a choice; only numeric parameters can be fitted.")
+    if len(set(free)) != len(free):
+        raise CalibrationError(f"{path}: free lists a parameter more than once.")
+    return CalibrationSpec(**{**data, "free": tuple(free)}, path=path)
 
 
 @dataclass
-class Fit:
-    """The result of a calibration.
+class Problem:
+    """The calibration problem: facts, free parameters and their prior, and how a candidate is scored.
 
-    Attributes:
-        names: the free parameters, in registry order.
-        start, fitted: their starting and fitted values.
-        facts: the calibration facts.
-        before, after: each fact's simulated value (mean over replicates) at start and fitted values.
-        cost_start, cost: the objective (half the sum of squared residuals) at start and fit.
-        seed, replicates, clients, therapists: the simulation behind the objective.
-        evaluations: objective evaluations; jacobians: Jacobian evaluations (each one batch).
-        runtime: wall-clock seconds.
-        message: the optimiser's termination message.
-        date: when the fit finished (UTC, ISO 8601).
+    Picklable, so executors can run :func:`evaluate_chunk` on any worker.
     """
 
-    names: list[str]
-    start: np.ndarray
-    fitted: np.ndarray
     facts: list[Target]
-    before: np.ndarray
-    after: np.ndarray
-    cost_start: float
-    cost: float
+    free: list[Param]
+    base: dict[str, Any]
+    declared: np.ndarray
     seed: int
     replicates: int
     clients: int
     therapists: int
-    evaluations: int
-    jacobians: int
-    runtime: float
-    message: str
-    date: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    prior_sd: float
 
     @property
-    def values(self) -> dict[str, float]:
-        """The fitted values by parameter name."""
-        return dict(zip(self.names, (float(v) for v in self.fitted), strict=True))
+    def names(self) -> list[str]:
+        """The free parameters' names."""
+        return [p.name for p in self.free]
 
-    def passes(self) -> np.ndarray:
-        """Whether each fact's fitted value lies in its band."""
-        return np.array([t.contains(v) for t, v in zip(self.facts, self.after, strict=True)])
+    @property
+    def low(self) -> np.ndarray:
+        """Each free parameter's lowest value."""
+        return np.array([p.low for p in self.free], dtype=float)
 
-
-class Objective:
-    """Band-normalised residuals of the calibration facts as a function of logit-scaled parameters.
-
-    Args:
-        facts: the calibration facts.
-        free: the parameters fitted.
-        base: every parameter's value (the scenario's), into which candidates are written.
-        seed, replicates, clients, therapists: the common random numbers of every evaluation.
-        prior: each parameter's declared value; a weak pull toward it (:data:`PRIOR`) makes the
-            optimum unique. None: no pull.
-    """
-
-    def __init__(
-        self,
-        facts: Sequence[Target],
-        free: Sequence[parameters.Param],
-        base: dict[str, Any],
-        seed: int,
-        replicates: int,
-        clients: int,
-        therapists: int,
-        prior: Sequence[float] | None = None,
-    ):
-        self.facts, self.free, self.base = list(facts), list(free), dict(base)
-        self.seed, self.replicates, self.clients, self.therapists = seed, replicates, clients, therapists
-        self.low = np.array([p.low for p in self.free], dtype=float)
-        self.span = np.array([p.high - p.low for p in self.free], dtype=float)
-        self.centre = np.array([(t.band_low + t.band_high) / 2 for t in self.facts])
-        self.half = np.array([(t.band_high - t.band_low) / 2 for t in self.facts])
-        self.prior_u = None if prior is None else self.to_u(prior)
-        self.evaluations = 0
-        self.jacobians = 0
-        self._cache: dict[bytes, np.ndarray] = {}
+    @property
+    def span(self) -> np.ndarray:
+        """Each free parameter's range."""
+        return np.array([p.high - p.low for p in self.free], dtype=float)
 
     def to_u(self, x) -> np.ndarray:
         """Parameter values to the logit scale."""
@@ -151,305 +219,167 @@ class Objective:
         """Logit-scale values back to parameter values, inside the registry ranges."""
         return self.low + self.span / (1 + np.exp(-np.asarray(u, dtype=float)))
 
+    def prior(self) -> abc.Prior:
+        """Normal on the logit scale about the declared values."""
+        return abc.Prior(self.to_u(self.declared), np.full(len(self.free), self.prior_sd))
+
     def param_set(self, x) -> dict[str, Any]:
         """A complete parameter dict with the free parameters set to ``x``."""
         values = {p.name: (round(v) if p.kind == "int" else float(v)) for p, v in zip(self.free, x, strict=True)}
         return {**self.base, **values}
 
     def fact_values(self, xs) -> np.ndarray:
-        """Each fact, mean over replicates, for each row of ``xs``; shape (n_candidates, n_facts)."""
+        """Each fact, mean over the replicates, for each row of ``xs``; shape (n, n_facts)."""
         sets = [self.param_set(x) for x in np.atleast_2d(xs)]
         per_rep = simulate_facts(self.facts, sets, self.clients, self.therapists, self.seed, self.replicates)
-        with np.errstate(invalid="ignore"):
-            return np.nanmean(per_rep, axis=0) if np.isfinite(per_rep).any() else per_rep[0]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a candidate with an empty group gives NaN facts
+            return np.nanmean(per_rep, axis=0)
 
-    def residuals_of(self, values) -> np.ndarray:
-        """Residuals (outside-band, then pull) for fact values shaped (..., n_facts)."""
-        d = (np.asarray(values, dtype=float) - self.centre) / self.half
-        d = np.where(np.isfinite(d), d, 10.0)  # an undefined fact counts as far outside its band
-        outside = WEIGHT * np.maximum(np.abs(d) - MARGIN, 0.0)
-        return np.concatenate([outside, PULL * d], axis=-1)
+    def distances(self, values) -> np.ndarray:
+        """Root mean square of each fact's deviation in units of its band (1: at the band's edge)."""
+        return band_distance(values, self.facts)
 
-    def prior_residuals(self, u) -> np.ndarray:
-        """The pull of logit-scale parameters ``u`` (shaped (..., n_free)) to their declared values."""
-        u = np.asarray(u, dtype=float)
-        return np.zeros(u.shape[:-1] + (0,)) if self.prior_u is None else PRIOR * (u - self.prior_u)
 
-    def all_residuals(self, u, values) -> np.ndarray:
-        """Fact residuals for ``values`` followed by the prior's for ``u``."""
-        return np.concatenate([self.residuals_of(values), self.prior_residuals(u)], axis=-1)
+def band_distance(values, facts: Sequence[Target]) -> np.ndarray:
+    """Root mean square over facts of (value - published) / (distance to the band's edge on that side).
 
-    def __call__(self, u) -> np.ndarray:
-        """Residuals at logit-scale parameters ``u``."""
-        key = np.asarray(u, dtype=float).tobytes()
-        if key not in self._cache:
-            self.evaluations += 1
-            self._cache[key] = self.all_residuals(u, self.fact_values(self.to_x(u))[0])
-        return self._cache[key]
+    An undefined fact (NaN) counts as ten band-widths away, so a candidate that cannot produce a fact
+    is never accepted.
+    """
+    values = np.atleast_2d(np.asarray(values, dtype=float))
+    published = np.array([t.published for t in facts])
+    above = np.array([t.band_high - t.published for t in facts])
+    below = np.array([t.published - t.band_low for t in facts])
+    dev = values - published
+    z = np.where(dev >= 0, dev / np.where(above > 0, above, 1e-12), -dev / np.where(below > 0, below, 1e-12))
+    z = np.where(np.isfinite(z), z, 10.0)
+    return np.sqrt(np.mean(z**2, axis=1))
 
-    def jacobian(self, u) -> np.ndarray:
-        """Forward-difference Jacobian in u, all columns run as one batch of parameter sets."""
-        self.jacobians += 1
-        u = np.asarray(u, dtype=float)
-        r0 = self(u)
-        shifted = u + STEP * np.eye(len(u))
-        r = self.all_residuals(shifted, self.fact_values(self.to_x(shifted)))
-        return (r - r0).T / STEP
 
-    @staticmethod
-    def cost(residuals) -> float:
-        """Half the sum of squared residuals (least_squares' cost)."""
-        return 0.5 * float(np.sum(np.square(residuals)))
+def evaluate_chunk(task: tuple[int, Problem, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
+    """Distances and facts of one chunk of candidates (module level, so any executor can run it)."""
+    start, problem, u = task
+    values = problem.fact_values(problem.to_x(u))
+    return start, problem.distances(values), values
+
+
+class BatchedSimulator:
+    """Maps a round of candidates to distances and facts, chunk by chunk on an executor.
+
+    The result of a chunk depends only on its candidates, so the executor and the number of workers
+    cannot change it.
+    """
+
+    def __init__(self, problem: Problem, executor, chunk_size: int):
+        self.problem, self.executor, self.chunk_size = problem, executor, chunk_size
+        self.evaluations = 0
+
+    def __call__(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distances (n,) and facts (n, n_facts) of the candidates ``u`` (logit scale), in order."""
+        tasks = [(start, self.problem, rows) for start, rows in abc.chunks(u, self.chunk_size)]
+        distances = np.empty(len(u))
+        values = np.empty((len(u), len(self.problem.facts)))
+        for start, d, v in self.executor.imap_unordered(evaluate_chunk, tasks):
+            distances[start : start + len(d)] = d
+            values[start : start + len(d)] = v
+        self.evaluations += len(u)
+        return distances, values
+
+
+@dataclass
+class Fit:
+    """The result of a calibration: the sampler's history and what it was run on."""
+
+    problem: Problem
+    spec: CalibrationSpec
+    result: abc.Result
+    runtime: float
+    evaluations: int
+    executor: str
+    workers: int
+    date: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    @property
+    def posterior(self) -> np.ndarray:
+        """The final population's parameter values, shape (population, n_free)."""
+        return self.problem.to_x(self.result.last.particles)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The final population's weights."""
+        return self.result.last.weights
+
+    def medians(self) -> dict[str, float]:
+        """The weighted posterior median of each parameter, rounded as written."""
+        return {
+            name: float(f"{weighted_quantile(self.posterior[:, j], self.weights, 0.5):.6g}")
+            for j, name in enumerate(self.problem.names)
+        }
+
+
+def weighted_quantile(values, weights, q: float) -> float:
+    """The ``q`` quantile of weighted values (the inverse of the weighted empirical distribution)."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(np.asarray(weights, dtype=float)[order])
+    index = np.searchsorted(cumulative, q * cumulative[-1])
+    return float(np.asarray(values)[order][min(index, len(order) - 1)])
+
+
+def make_problem(spec: CalibrationSpec, targets_file: str | Path | None = None) -> Problem:
+    """The problem a spec describes: the calibration facts, the free parameters and the base values."""
+    names = list(spec.free) or [p.name for p in parameters.free_parameters()]
+    free = [parameters.lookup(n) for n in names]
+    facts = [t for t in load_targets(targets_file or _default_targets()) if t.set == "calibration"]
+    # Parameters that are free but not fitted this time keep their declared values, not an earlier
+    # calibration's, unless the scenario sets them: the fit depends on its arguments only.
+    sc, declared = load_scenario(spec.scenario), parameters.declared_defaults()
+    unset = [p.name for p in parameters.free_parameters() if p.name not in sc.overrides]
+    base = {**sc.params, **{name: declared[name] for name in unset}}
+    return Problem(
+        facts=facts,
+        free=free,
+        base=base,
+        declared=np.array([declared[n] for n in names], dtype=float),
+        seed=spec.seed,
+        replicates=spec.replicates,
+        clients=spec.clients,
+        therapists=cohort_therapists(sc, spec.clients),
+        prior_sd=spec.prior_sd,
+    )
 
 
 def calibrate(
-    free: Sequence[str] | None = None,
-    seed: int = 1,
-    replicates: int = 8,
-    clients: int = 2000,
-    therapists: int | None = None,
-    max_nfev: int = 60,
-    scenario: str = "baseline",
+    spec: CalibrationSpec,
+    executor: str = "serial",
+    workers: int | None = None,
+    scheduler: str | None = None,
     targets_file: str | Path | None = None,
     log=print,
+    progress: bool = True,
 ) -> Fit:
-    """Fit the free parameters to the calibration facts.
+    """Run ABC-SMC for a spec on an executor ("serial", "processes" or "dask"); see the module docstring."""
+    from experiments.executors import make_executor
 
-    Args:
-        free: names of the parameters to fit; None fits every parameter the registry marks free.
-        seed: seed of the common random numbers.
-        replicates: replicates per evaluation.
-        clients: clients per replicate.
-        therapists: therapists per replicate; None keeps the scenario's caseload.
-        max_nfev: most objective evaluations (Jacobians come on top, one batch each).
-        scenario: the scenario the facts describe.
-        targets_file: the targets table; None for analysis/targets.toml.
-        log: called with a progress line per evaluation; pass ``lambda *_: None`` for silence.
-
-    Returns:
-        The :class:`Fit`.
-    """
+    problem = make_problem(spec, targets_file)
     t0 = time.perf_counter()
-    names = list(free) if free is not None else [p.name for p in parameters.free_parameters()]
-    params = [parameters.lookup(n, "calibrate --free") for n in names]
-    choices = [p.name for p in params if p.kind == "choice"]
-    if choices:
-        raise parameters.ParameterError(
-            f"calibrate --free: {', '.join(choices)} is a choice parameter; only numeric parameters can be fitted."
-        )
-    facts = [t for t in load_targets(targets_file or _default_targets()) if t.set == "calibration"]
-    # Free parameters that are not fitted this time and not set by the scenario keep their declared
-    # defaults, not an earlier calibration's values: the fit depends on its arguments only.
-    # Start from the declared defaults, not earlier fitted ones: a re-run with the same seed
-    # then reproduces the same numbers.
-    sc, declared = load_scenario(scenario), parameters.declared_defaults()
-    unset = [p.name for p in parameters.free_parameters() if p.name not in sc.overrides]
-    base = {**sc.params, **{name: declared[name] for name in unset}}
-    therapists = cohort_therapists(sc, clients) if therapists is None else therapists
-    start = np.array([declared[n] for n in names], dtype=float)
-    obj = Objective(facts, params, base, seed, replicates, clients, therapists, prior=start)
-    u0 = obj.to_u(start)
-    r_start = obj(u0)
-    before = obj.fact_values(obj.to_x(u0))[0]
-    log(f"start: cost {obj.cost(r_start):.4f} ({len(names)} parameters, {len(facts)} facts)")
+    bar = _progress_bar(progress)
+    with make_executor(executor, workers, scheduler) as pool:
+        simulator = BatchedSimulator(problem, pool, spec.chunk_size)
+        result = abc.run(simulator, problem.prior(), spec.settings(), spec.seed, log=log, progress=bar.update)
+        n_workers = pool.workers
+    bar.close()
+    log(f"stopped: {result.stopped}")
+    return Fit(problem, spec, result, time.perf_counter() - t0, simulator.evaluations, executor, n_workers)
 
-    def fun(u):
-        r = obj(u)
-        log(f"  evaluation {obj.evaluations:3d}: cost {obj.cost(r):.4f}  ({time.perf_counter() - t0:.0f} s)")
-        return r
 
-    result = optimize.least_squares(
-        fun,
-        u0,
-        jac=obj.jacobian,
-        method="trf",
-        x_scale=1.0,
-        ftol=1e-4,
-        xtol=1e-4,
-        gtol=1e-6,
-        max_nfev=max_nfev,
-    )
-    # The best evaluated point, rounded as it is written to sim/calibrated.toml, is the fit.
-    best_u = result.x if obj.cost(obj(result.x)) <= obj.cost(r_start) else u0
-    fitted = np.array([float(f"{v:.6g}") for v in obj.to_x(best_u)])
-    after = obj.fact_values(fitted)[0]
-    cost = obj.cost(obj.all_residuals(obj.to_u(fitted), after))
-    return Fit(
-        names=names,
-        start=start,
-        fitted=fitted,
-        facts=facts,
-        before=before,
-        after=after,
-        cost_start=obj.cost(r_start),
-        cost=cost,
-        seed=seed,
-        replicates=replicates,
-        clients=clients,
-        therapists=therapists,
-        evaluations=obj.evaluations,
-        jacobians=obj.jacobians,
-        runtime=time.perf_counter() - t0,
-        message=str(result.message),
-    )
+def _progress_bar(enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(unit=" candidates", desc="ABC-SMC", disable=not enabled, mininterval=2.0)
 
 
 def _default_targets() -> Path:
     from analysis.targets import TARGETS_FILE
 
     return TARGETS_FILE
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, str):
-        return json.dumps(v)  # a TOML basic string for plain text
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return repr(v)
-
-
-def calibrated_toml(fit: Fit, scenario: str = "baseline") -> str:
-    """The text of sim/calibrated.toml: [values] (the fitted free parameters) and [fit]."""
-    lines = [
-        "# Written by `make calibrate` (python -m analysis calibrate); see docs/calibration.md.",
-        "# sim/parameters.py reads [values] as the registry defaults of these free parameters.",
-        "",
-        "[values]",
-    ]
-    lines += [f"{name} = {value!r}" for name, value in fit.values.items()]
-    info = {
-        "date": fit.date,
-        "scenario": scenario,
-        "seed": fit.seed,
-        "replicates": fit.replicates,
-        "clients": fit.clients,
-        "therapists": fit.therapists,
-        "objective": float(f"{fit.cost:.6g}"),
-        "objective_start": float(f"{fit.cost_start:.6g}"),
-        "method": METHOD,
-        "options": (
-            f"margin={MARGIN}, weight={WEIGHT}, pull={PULL}, prior={PRIOR}, step={STEP}, ftol=xtol=1e-4, gtol=1e-6"
-        ),
-        "facts": [t.id for t in fit.facts],
-        "evaluations": fit.evaluations,
-        "jacobians": fit.jacobians,
-        "runtime_s": round(fit.runtime, 1),
-    }
-    lines += ["", "[fit]"] + [f"{k} = {_toml_value(v)}" for k, v in info.items()]
-    return "\n".join(lines) + "\n"
-
-
-def report(fit: Fit, scenario: str = "baseline") -> str:
-    """docs/calibration.md: the fit report."""
-    params = parameters.REGISTRY
-    n_pass = int(fit.passes().sum())
-    lines = [
-        "# Calibration",
-        "",
-        "Generated by `make calibrate` (`python -m analysis calibrate`); do not edit by hand. The fitted "
-        "values are in `sim/calibrated.toml`, which the parameter registry reads as the defaults of the free "
-        "parameters; `make validate` reports every fact with them (docs/validation.md).",
-        "",
-        "## Method",
-        "",
-        f"The parameters that `sim/parameters.py` marks free ({len(fit.names)}) were fitted to the "
-        f"{len(fit.facts)} calibration facts of analysis/targets.toml for the `{scenario}` scenario. Every "
-        f"evaluation ran the same {fit.replicates} replicates of {fit.clients} clients and {fit.therapists} "
-        f"therapists (seed {fit.seed}, replicate r drawn from (seed, r): common random numbers), computed each "
-        "fact per replicate and averaged over replicates. With d = (value - band centre) / band half-width, a "
-        f"fact adds the residuals {WEIGHT:g} max(|d| - {MARGIN:g}, 0) (zero in the inner half of the band) and "
-        f"{PULL:g} d (a small pull to the centre); each parameter adds {PRIOR:g} (u - u0), a weak pull in logit "
-        "units u to its declared value u0, because more parameters than facts leave a valley of equally good "
-        "fits and the pull picks the one nearest the literature's values. "
-        "scipy.optimize.least_squares (trust-region reflective, "
-        "ftol = xtol = 1e-4, gtol = 1e-6) minimised half the sum of squared residuals over the parameters "
-        "mapped to logit((x - low) / (high - low)), so every candidate stays in the registry range. The "
-        f"Jacobian was taken by forward differences (step {STEP:g} in logit units), its columns evaluated as "
-        "one batch of parameter sets sharing their random draws. The objective is a deterministic function of "
-        "the parameters: re-running with the same seed, replicates and clients gives the same numbers. The "
-        "fit starts from the declared defaults in sim/parameters.py, whatever an earlier calibration wrote.",
-        "",
-        "## Result",
-        "",
-        f"- date: {fit.date}; runtime: {fit.runtime:.0f} s ({fit.evaluations} objective evaluations, "
-        f"{fit.jacobians} Jacobians)",
-        f"- objective: {fit.cost_start:.4g} at the start, {fit.cost:.4g} fitted",
-        f"- optimiser: {fit.message}",
-        f"- calibration facts in their band: {n_pass} of {len(fit.facts)} (before: "
-        f"{sum(t.contains(v) for t, v in zip(fit.facts, fit.before, strict=True))})",
-        f"- command: `python -m analysis calibrate --seed {fit.seed} --replicates {fit.replicates} "
-        f"--clients {fit.clients}`",
-        "",
-        "## Parameters",
-        "",
-        "| parameter | range | start | fitted | meaning |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, x0, x1 in zip(fit.names, fit.start, fit.fitted, strict=True):
-        p = params[name]
-        lines.append(f"| `{name}` | {p.low:g} – {p.high:g} ({p.unit}) | {x0:g} | {x1:.4g} | {p.meaning} |")
-    near = [n for n, x in zip(fit.names, fit.fitted, strict=True) if _near_bound(params[n], x)]
-    if near:
-        lines += ["", f"Within 5% of a bound of the registry range: {', '.join(f'`{n}`' for n in near)}."]
-    if len(fit.names) > len(fit.facts):
-        lines += [
-            "",
-            f"With {len(fit.names)} free parameters and {len(fit.facts)} facts the fit is not unique: other "
-            "values also put every fact in its band. The optimiser returns the one it reaches from the declared "
-            "defaults, deterministically; read the fitted values as one plausible setting, not as estimates.",
-        ]
-    lines += [
-        "",
-        "## Calibration facts",
-        "",
-        f"Mean over the {fit.replicates} calibration replicates (seed {fit.seed}).",
-        "",
-        "| fact | published | band | before | after | status |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for t, b, a in zip(fit.facts, fit.before, fit.after, strict=True):
-        status = "pass" if t.contains(a) else "**miss**"
-        lines.append(f"| {t.id} | {t.published:g} | {t.band_low:g} – {t.band_high:g} | {b:.3f} | {a:.3f} | {status} |")
-    return "\n".join(lines) + "\n"
-
-
-def _near_bound(p: parameters.Param, x: float) -> bool:
-    return min(x - p.low, p.high - x) < 0.05 * (p.high - p.low)
-
-
-def run(
-    seed: int = 1,
-    replicates: int = 12,
-    clients: int = 2000,
-    therapists: int | None = None,
-    max_nfev: int = 60,
-    free: Sequence[str] | None = None,
-    scenario: str = "baseline",
-    toml_path: Path | None = parameters.CALIBRATED_FILE,
-    report_path: Path | None = REPORT_FILE,
-    log=print,
-) -> Fit:
-    """Fit, print the result, and write sim/calibrated.toml and docs/calibration.md.
-
-    Args:
-        seed, replicates, clients, therapists, max_nfev, free, scenario: as for :func:`calibrate`.
-        toml_path: where to write the fitted values; None writes nothing.
-        report_path: where to write the report; None writes nothing.
-        log: progress output.
-    """
-    fit = calibrate(free, seed, replicates, clients, therapists, max_nfev, scenario, log=log)
-    log(f"\n{fit.message}\nobjective {fit.cost_start:.4g} -> {fit.cost:.4g} in {fit.runtime:.0f} s")
-    width = max(len(n) for n in fit.names)
-    for name, x0, x1 in zip(fit.names, fit.start, fit.fitted, strict=True):
-        log(f"  {name:{width}}  {x0:10.4g} -> {x1:10.4g}")
-    for t, b, a in zip(fit.facts, fit.before, fit.after, strict=True):
-        status = "pass" if t.contains(a) else "MISS"
-        log(f"  {t.id:18} band [{t.band_low:g}, {t.band_high:g}]  {b:7.3f} -> {a:7.3f}  {status}")
-    if toml_path is not None:
-        Path(toml_path).write_text(calibrated_toml(fit, scenario))
-        log(f"wrote {toml_path}")
-    if report_path is not None:
-        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(report_path).write_text(report(fit, scenario))
-        log(f"wrote {report_path}")
-    return fit

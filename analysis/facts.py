@@ -54,14 +54,9 @@ def stacked_table(cohort: Cohort, columns: set[str] | None = None) -> pd.DataFra
     Returns:
         One row per (set, client), n_sets * n_clients rows, with a ``param_set`` column.
     """
-    outcomes = client_outcomes(cohort)
-    frames = []
-    for s in range(cohort.n_sets):
-        table = records.clients_table(cohort, outcomes, s)
-        if columns is not None:
-            table = table[[c for c in table.columns if c in columns]]
-        frames.append(table.assign(**{SET_COLUMN: s}))
-    return pd.concat(frames, ignore_index=True)
+    table = records.client_columns(cohort, client_outcomes(cohort), columns)
+    sets = np.repeat(np.arange(cohort.n_sets), cohort.n_clients)
+    return pd.DataFrame({k: np.asarray(v).reshape(-1) for k, v in table.items()} | {SET_COLUMN: sets})
 
 
 def compute_batch(target: Target, table: pd.DataFrame, n_sets: int) -> np.ndarray:

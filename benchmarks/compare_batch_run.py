@@ -18,7 +18,8 @@ per-run cost dwarfs only on a sweep of realistic size: hence 2,048 parameter set
 (``--N 64`` gives a quicker, smaller sweep and a smaller ratio).
 
 The numba kernel is compiled into its disk cache before any timing, as it is once per
-installation. Run ``python -m benchmarks.compare_batch_run`` to print the figures.
+installation. Run ``python -m benchmarks.compare_batch_run`` (or ``python benchmarks/compare_batch_run.py``)
+to print the figures; ``--help`` lists the sizes.
 """
 
 from __future__ import annotations
@@ -213,8 +214,12 @@ def compare(N: int = 256, n_clients: int = 2000, processes: int = 2, seed: int =
 
 if __name__ == "__main__":
     import argparse
+    import sys
 
-    from benchmarks.compare_batch_run import compare as _compare  # workers then import this module by name
+    # Run as a script (python benchmarks/compare_batch_run.py), the repository root is not on the path;
+    # spawned workers inherit the path, and import this module by name.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.compare_batch_run import compare as _compare
 
     cli = argparse.ArgumentParser(description="mesa.batch_run with the reference model against the sweep runner.")
     cli.add_argument("--N", type=int, default=256, help="Sobol' base sample size; N x 8 parameter sets (256)")

@@ -2,19 +2,35 @@
 
 Every therapist and client is a :class:`mesa.Agent` holding its own Python floats; the model steps
 the clients one by one each week, and each client draws its own random numbers one at a time from
-the model's ``numpy`` Generator (``self.model.rng``). Nothing is vectorised. The rules are a
-line-by-line translation of the engine's (``sim/dyads.py``: :func:`~sim.dyads.intake` and
-:func:`~sim.dyads.initial_state`; ``sim/dynamics.py``: the weekly kernel; ``sim/population.py``;
-the matching policies of ``sim/matching.py``; the follow-up of ``sim/engine.py``; the definitions of
-``sim/outcomes.py``), with the same formulas in the same order within a week, so that:
+the model's ``numpy`` Generator (``self.model.rng``), naming each draw after the decision it serves
+(:meth:`RefClient.uniform`, :meth:`RefClient.normal`). Nothing is vectorised. The rules are a
+line-by-line translation of the engine's (``sim/population.py``; the matching policies of
+``sim/matching.py``; ``sim/dyads.py``: :func:`~sim.dyads.intake` and :func:`~sim.dyads.initial_state`;
+``sim/dynamics.py``: the weekly kernel; ``sim/reasons.py``: the Shapley split of a dropout's chance of
+leaving over its reasons; ``sim/expected.py``: the expected-recovery curve of routine outcome
+monitoring; ``sim/followup.py``: the end-of-course assessment and the weekly follow-up with relapse;
+the definitions of ``sim/outcomes.py`` and ``sim/run.py``), with the same formulas in the same order
+within a week, so that:
 
 * it is the baseline the benchmarks compare the engine against (``benchmarks/compare_batch_run.py``),
-* it is a test oracle: its random numbers differ from the engine's, but on the same scenario its
-  cohort statistics agree with the engine's within sampling error (``tests/test_reference_model.py``).
+* it is a test oracle (``tests/test_reference_model.py``): its random numbers differ from the engine's,
+  but on the same scenario its cohort statistics agree with the engine's within sampling error; and
+  given the engine's population, assignment and draws it gives the same course, client by client.
 
-Translated from ``sim/dynamics.py`` at git blob ``bc6f29bc821f55e5946cf91fcfabfd00d9916a1d`` (the numba
-kernel ``_advance``) and ``sim/dyads.py`` at blob ``0643f8320e05821bcae1f5167bbaa07924a3f225``; first
-written from the array version, blob ``3e44b1d3d76efdbce5b62e59802c0f6028c9498d``.
+The Shapley values here are the textbook formula over every hazard term, an absent term included
+(it gets zero from the formula itself), written independently of the engine's bitmask and
+closed-form versions. Constants are restated, not imported; the parameters come from the registry
+(:func:`sim.parameters.resolve`) and the expected-recovery curve from the file the engine reads
+(``sim/expected_recovery.toml``), both data that calibration rewrites.
+
+Translated from the git blobs ``sim/dynamics.py`` 40a17c4a0a9f8a6969e414c00de8691f05c58d29 (the numba
+kernel ``_advance`` and ``_attribute``), ``sim/dyads.py`` 181300c94323a9da1ce6837541e664dc47039621,
+``sim/population.py`` 25ec4fe2ff74809989ae6f7f5f59495779014a12, ``sim/reasons.py``
+0502a4627a91c8d34841395e6fe6b55bd7c83308, ``sim/expected.py`` f6eb742e1a5e97258c837710d8bd8435843f1726,
+``sim/followup.py`` afbd06709a59b253fa65d09a1af2d3b62c0ebdec, ``sim/outcomes.py``
+4143dcadeef1d2cad33269371e4d2cf190b5c762, ``sim/run.py`` fb75e2ccdb55722b519f925ce2a61f0f607a4816 and
+``sim/matching.py`` 86e8ad71617ca82474b3704686cb686e764bfad6 (commit 2374612); first written from the
+array version of the kernel, blob ``3e44b1d3d76efdbce5b62e59802c0f6028c9498d``.
 
 Example:
     >>> from benchmarks.reference_model import ReferenceTherapyModel
@@ -30,7 +46,10 @@ Under :func:`mesa.batch_run` the cohort metrics come back as columns of the fina
 
 from __future__ import annotations
 
+import itertools
 import math
+import tomllib
+from importlib.resources import files
 from statistics import NormalDist, median
 from typing import Any
 
@@ -38,23 +57,42 @@ import mesa
 
 from sim.parameters import resolve
 
-# Constants restated from sim.dynamics and sim.outcomes (the oracle does not borrow the engine's code).
+# Constants restated from sim.dynamics, sim.outcomes, sim.population, sim.reasons, sim.expected and
+# sim.followup (the oracle does not borrow the engine's code).
 CASENESS = 10  # PHQ-9 >= 10
 RELIABLE_CHANGE = 6  # PHQ-9 points
+EARLY_RESPONSE_SESSION = 4  # the PHQ-9 at the fourth attended session is the early response
 FINISHED_SESSIONS = 2  # a finished course has at least two sessions attended
+RESPONSIVENESS_RANGE = (-1.0, 3.0)  # responsiveness is normal about 1, truncated to this range
+EXPECTED_CENTRE = 17.0  # PHQ-9 intake at which the expected-recovery asymptote is a0
+ASSESSMENT_WEEKS = 4  # the PHQ-9 every four weeks of the follow-up
+YEAR = 52  # relapse_rate is the chance of relapsing within a year
 END_TYPES = ("active", "completed", "good_enough", "dropout")
-DROPOUT_CAUSES = (
-    "",
+REASONS = (
     "weak_alliance",
     "unrepaired_rupture",
+    "therapy_breaks",
     "low_engagement",
     "practical_barriers",
-    "early_disengagement",
-    "stopped_attending",
+    "life_circumstances",
     "felt_better",
-    "background",
 )
-CAUSE_MIN_LOG_ODDS = math.log(1.5)  # the smallest term that names a dropout's cause
+"""Dropout reasons, in the order of the engine's per-reason shares."""
+DROPOUT_CAUSES = ("", *REASONS)
+"""A dropout's main reason ("" for clients who did not drop out)."""
+HAZARD_TERMS = ("alliance", "rupture", "engagement", "barriers", "missed", "improved")
+"""The dropout hazard's terms, in the order :meth:`RefClient.dropout_terms` returns them."""
+TERM_REASON = {
+    "alliance": "weak_alliance",
+    "rupture": "unrepaired_rupture",
+    "engagement": "low_engagement",
+    "barriers": "practical_barriers",
+    "improved": "felt_better",
+}
+"""The reason each hazard term is put down to; "missed" is credited back to why sessions were missed."""
+MISS_CAUSES = ("practical_barriers", "low_engagement", "therapy_breaks", "life_circumstances")
+"""What a missed session is put down to: the three attendance terms, then the background rate of missing."""
+BACKGROUND_REASON = "life_circumstances"  # the part of leaving that no risk in therapy explains
 RUPTURE_CAUSES = ("", "everyday strain", "confrontation", "withdrawal", "cultural misunderstanding", "a break")
 
 METRICS = (
@@ -81,6 +119,17 @@ _STANDARD_NORMAL = NormalDist()
 _NAN = float("nan")
 
 
+def load_expected_recovery() -> tuple[float, float, float]:
+    """The expected-recovery curve's ``a0``, ``a1`` and ``rate``, from the file the engine reads.
+
+    The numbers are refitted by ``make calibrate`` (data, like the calibrated parameters), so they
+    are read rather than restated; the formula that uses them is :meth:`RefClient.expected_score`.
+    """
+    with files("sim").joinpath("expected_recovery.toml").open("rb") as f:
+        curve = tomllib.load(f)["curve"]
+    return float(curve["a0"]), float(curve["a1"]), float(curve["rate"])
+
+
 # ── scalar helpers ──────────────────────────────────────────────────────────────────────────────
 
 
@@ -100,12 +149,6 @@ def expit(x: float) -> float:
 def normal_cdf(x: float) -> float:
     """The standard normal distribution function (accurate in the lower tail)."""
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
-
-
-def dominant_cause(terms: list[float]) -> str:
-    """The largest dropout term's cause, if it raises the odds by at least half; else "background"."""
-    best = max(range(len(terms)), key=terms.__getitem__)  # the first, at a tie
-    return DROPOUT_CAUSES[1 + best] if terms[best] >= CAUSE_MIN_LOG_ODDS else "background"
 
 
 def truncated_normal(u: float, mean: float, sd: float, low: float, high: float) -> float:
@@ -128,6 +171,41 @@ def phq9_score(x: float) -> float:
     return clip(float(round(x)), 0.0, 27.0)
 
 
+def shapley(base: float, terms: list[float]) -> tuple[list[float], float]:
+    """Each term's share of ``p = expit(base + sum(terms))``, and the background share ``expit(base) / p``.
+
+    The Shapley value (Shapley 1953) of term ``j`` in the game ``v(S) = expit(base + sum of the terms
+    in S)`` is the sum, over the coalitions ``S`` of the other terms, of
+    ``|S|! (n - |S| - 1)! / n! * (v(S + j) - v(S))``. Every term is a player; a zero term adds
+    nothing to any coalition, so the formula itself gives it zero. By efficiency the shares and the
+    background share sum to one.
+    """
+    n = len(terms)
+    p = expit(base + sum(terms))
+    shares = []
+    for j in range(n):
+        others = [q for q in range(n) if q != j]
+        phi = 0.0
+        for size in range(n):
+            weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
+            for coalition in itertools.combinations(others, size):
+                x = base + sum(terms[q] for q in coalition)
+                phi += weight * (expit(x + terms[j]) - expit(x))
+        shares.append(phi / p)
+    return shares, expit(base) / p
+
+
+def relapse_base_hazard(relapse_rate: float, decay_weeks: float) -> float:
+    """Weekly relapse hazard at the end of therapy that makes ``relapse_rate`` the one-year chance.
+
+    The hazard in follow-up week t is the base times ``exp(-(t - 1) / decay_weeks)``; for a client with
+    no residual symptoms and no support built, the chance of relapsing within 52 weeks is then
+    ``1 - exp(-base * sum of exp(-t / decay_weeks) over t = 0..51)``, which this solves for the base.
+    """
+    profile = math.fsum(math.exp(-t / decay_weeks) for t in range(YEAR))
+    return -math.log1p(-min(relapse_rate, 1.0 - 1e-12)) / profile
+
+
 # ── agents ──────────────────────────────────────────────────────────────────────────────────────
 
 
@@ -139,6 +217,8 @@ class RefTherapist(mesa.Agent):
         uses_feedback: uses routine outcome feedback.
         culture: culture group (0 is the majority).
         capacity: caseload carried without strain.
+        retention: retention skill on 0-1 (contracting, flexible scheduling, reaching out after a
+            missed session), independent of the other traits.
         caseload: the assigned clients.
     """
 
@@ -161,6 +241,9 @@ class RefTherapist(mesa.Agent):
         z = rng.standard_normal()
         sd = p["therapist_capacity_sd"]
         self.capacity = max(1.0, float(round(p["therapist_capacity_mean"] * math.exp(sd * z - sd**2 / 2))))
+        self.retention = truncated_normal(
+            rng.random(), p["therapist_retention_mean"], p["therapist_retention_sd"], 0, 1
+        )
         self.caseload: list[RefClient] = []
 
     @property
@@ -207,6 +290,22 @@ class RefClient(mesa.Agent):
         self.barriers = truncated_normal(rng.random(), p["barriers_mean"], p["barriers_sd"], 0, 1)
         self.support = truncated_normal(rng.random(), p["support_mean"], p["support_sd"], 0, 1)
         self.perception_noise = rng.standard_normal()
+        # The client's own rate of response, relative to the average (below 0: worsens with therapy).
+        self.responsiveness = truncated_normal(rng.random(), 1.0, p["responsiveness_sd"], *RESPONSIVENESS_RANGE)
+
+    # ── random numbers ──────────────────────────────────────────────────────────────────────────
+
+    def uniform(self, decision: str) -> float:
+        """A uniform draw on [0, 1) from the model's Generator for ``decision``.
+
+        ``decision`` names the draw as the engine does (:class:`sim.dynamics.Draws` fields in the
+        course, the ``followup*`` streams after it); it does not change the number drawn.
+        """
+        return self.model.rng.random()
+
+    def normal(self, decision: str) -> float:
+        """A standard normal draw from the model's Generator for ``decision`` (see :meth:`uniform`)."""
+        return self.model.rng.standard_normal()
 
     # ── intake ──────────────────────────────────────────────────────────────────────────────────
 
@@ -245,8 +344,14 @@ class RefClient(mesa.Agent):
         overload = max(0.0, t.load / t.capacity - 1.0)
         self.cancel_risk = p["cancellation_rate"] * (1.0 - t.consistency) + p["overload_cancellation"] * overload
         self.break_dent = p["cancellation_trust_dent"] * (1.0 + p["anxious_break_sensitivity"] * anxiety)
-        self.attend_logit = p["attendance_base"] - p["barriers_attendance"] * self.barriers
+        # The therapist's retention skill removes part of every dropout risk and of what barriers
+        # cost attendance (flexible scheduling).
+        self.hold = 1.0 - p["retention_protection"] * t.retention
+        self.barrier_attend = p["barriers_attendance"] * self.barriers * self.hold
         self.shock = p["life_event_size"] * (1.0 - p["support_buffer"] * self.support)
+        # Routine outcome monitoring: the share of intake expected to remain after many sessions.
+        a0, a1, _ = self.model.expected_recovery
+        self.expected_asymptote = clip(a0 + a1 * (self.intake_phq9 - EXPECTED_CENTRE) / 10.0, 0.0, 1.0)
 
         # State before the first session: alliance at its initial level, hope at expectancy.
         start = p["alliance_initial"]
@@ -259,6 +364,7 @@ class RefClient(mesa.Agent):
         self.end_type = "active"
         self.end_week = 0
         self.dropout_cause = ""
+        self.reason_shares = dict.fromkeys(REASONS, 0.0)  # a dropout's reasons, all 0 otherwise
         self.sessions = 0
         self.pending = False  # an unrepaired rupture
         self.pending_drop = 0.0  # bond lost at that rupture
@@ -266,13 +372,18 @@ class RefClient(mesa.Agent):
         self.repairs = 0
         self.rupture_causes: list[str] = []
         self.missed_run = 0  # consecutive missed sessions
-        self.below_run = 0  # consecutive sessions below caseness
-        self.abandonment = 0.0  # reaction to cancelled weeks: +1 each, halved at each attended session
+        self.miss_credit = dict.fromkeys(MISS_CAUSES, 0.0)  # why the current run of sessions was missed
+        self.well_run = 0  # consecutive sessions reliably improved and below caseness
+        self.abandonment = 0.0  # reaction to cancelled weeks: +1 each, decaying at each attended session
         self.off_track = False
         self.ever_off_track = False
+        self.gain_pending = 0.0  # PHQ-9 points of the last sudden gain, until it reverses (0: none)
+        self.gains = 0
+        self.reversals = 0
         self.early_alliance_sum = 0.0  # WAI-SR summed over sessions 1-3
         self.early_goal_sum = 0.0
         self.alliance_sum = 0.0  # WAI-SR summed over attended sessions
+        self.early_phq9 = _NAN  # the PHQ-9 at the fourth attended session
 
     # ── the week ────────────────────────────────────────────────────────────────────────────────
 
@@ -286,21 +397,36 @@ class RefClient(mesa.Agent):
         """The alliance on the WAI-SR (12 items, 12-60)."""
         return 12.0 + 16.0 * (self.bond + self.goal + self.task)
 
+    def expected_score(self, session: int) -> float:
+        """The PHQ-9 expected at the ``session``-th attended session for this client's intake."""
+        a, rate = self.expected_asymptote, self.model.expected_recovery[2]
+        return self.intake_phq9 * (a + (1.0 - a) * math.exp(-rate * session))
+
     def step(self) -> None:
         """One weekly session slot: cancellation, attendance, the session, symptoms, ending."""
         if not self.active:
             return
         m = self.model
-        p, rng, week = m.p, m.rng, m.week
+        p, week = m.p, m.week
         threshold = p["weak_alliance_threshold"]
 
         # 1. Therapist cancellations and holidays.
-        cancelled = m.holiday or rng.random() < self.cancel_risk
+        cancelled = m.holiday or self.uniform("cancel") < self.cancel_risk
 
-        # 2. Attendance.
-        p_attend = expit(self.attend_logit - p["engagement_attendance"] * (1.0 - self.engagement))
-        attended = not cancelled and rng.random() < p_attend
-        missed = not cancelled and not attended
+        # 2. Attendance: engagement, practical barriers (after the therapist's flexibility) and the
+        # reaction to a break. A missed session's chance of being missed is split over those causes
+        # and the background rate of missing.
+        attended = missed = False
+        if not cancelled:
+            disengaged = p["engagement_attendance"] * (1.0 - self.engagement)
+            broken = p["break_attendance"] * self.abandonment
+            base = p["attendance_base"]
+            attended = self.uniform("attend") < expit(base - self.barrier_attend - disengaged - broken)
+            missed = not attended
+            if missed:
+                shares, background = shapley(-base, [self.barrier_attend, disengaged, broken])
+                for cause, share in zip(MISS_CAUSES, [*shares, background], strict=True):
+                    self.miss_credit[cause] += share
         flagged = attended and self.therapist.uses_feedback and self.off_track
 
         # A cancelled week dents trust and adds to an abandonment reaction that raises the risk of
@@ -315,12 +441,12 @@ class RefClient(mesa.Agent):
         repaired = False
         if attended and self.pending:
             p_repair = self.repair_open + p["feedback_repair_boost"] if flagged else self.repair_chance
-            if rng.random() < p_repair:
+            if self.uniform("repair") < p_repair:
                 repaired = True
                 regain = self.pending_drop * (1.0 + p["repair_bonus"])
                 self.pending = False
                 self.repairs += 1
-        elif attended and rng.random() < self.rupture_static + break_risk:
+        elif attended and self.uniform("rupture") < self.rupture_static + break_risk:
             drop = self.rupture_drop
             self.pending = True
             self.pending_drop = self.rupture_drop
@@ -331,44 +457,70 @@ class RefClient(mesa.Agent):
 
         # Alliance: the bond grows toward its target only while no rupture is unrepaired, and not at
         # the session spent on a repair; goals and tasks converge through shared goal setting;
-        # feedback renegotiates a flagged client's goals.
+        # feedback renegotiates a flagged client's goals and addresses motivation.
         if attended:
-            growth = 0.0 if self.pending or repaired else self.bond_speed
-            self.bond += growth * (self.bond_target - self.bond) - drop + regain
+            if not self.pending and not repaired:
+                self.bond += self.bond_speed * (self.bond_target - self.bond)
             collaboration = p["collaboration_rate"]
-            share = p["rupture_agreement_share"]  # a repair mends the bond; agreement recovers by collaboration
-            self.goal += collaboration * (self.goal_target - self.goal) - share * drop
-            if flagged:
-                self.goal += p["feedback_goal_boost"] * (1.0 - self.goal)
-            self.task += collaboration * (self.task_target - self.task) - share * drop
-            self.bond = clip(self.bond, 0.0, 1.0)
-            self.goal = clip(self.goal, 0.0, 1.0)
-            self.task = clip(self.task, 0.0, 1.0)
+            self.goal += collaboration * (self.goal_target - self.goal)
+            self.task += collaboration * (self.task_target - self.task)
+        self.bond = clip(self.bond - drop + regain, 0.0, 1.0)
+        share = p["rupture_agreement_share"]  # a repair mends the bond; agreement recovers by collaboration
+        self.goal -= share * drop
+        if flagged:
+            self.goal += p["feedback_goal_boost"] * (1.0 - self.goal)
+            self.engagement += p["feedback_engagement_boost"] * (1.0 - self.engagement)
+        self.goal = clip(self.goal, 0.0, 1.0)
+        self.task = clip(self.task - share * drop, 0.0, 1.0)
         alliance = self.alliance
         if attended:
             self.disclosure += p["disclosure_rate"] * (self.bond * self.trust - self.disclosure)
-            self.hope += p["remoralization_rate"] * self.bond * (1.0 - self.hope)
+            # Hope is anchored to expectancy: the bond lifts it part of the way to full hope.
+            hope_target = self.expectancy + p["remoralization_lift"] * self.bond * (1.0 - self.expectancy)
+            self.hope += p["remoralization_rate"] * (hope_target - self.hope)
 
-        # 4. Symptom change: negatively accelerated improvement by the session's dose, gated by
-        # disclosure; weak alliances can make things worse; life events; natural remission and drift.
-        improve = worsen = 0.0
+        # 4. Symptom change: negatively accelerated improvement by the session's dose at the client's
+        # own rate of response, gated by disclosure and stalled by an open rupture; weak alliances
+        # can make things worse; life events; natural remission and drift; an earlier sudden gain
+        # may be lost again.
+        change = -p["natural_recovery_rate"] * self.severity
+        adapted = 1.0 - p["feedback_adaptation"] if flagged else 1.0
         if attended:
             w_a = p["alliance_improvement_weight"]
             w_c = p["competence_improvement_weight"]
+            w_p = p["empathy_improvement_weight"]
             w_h = p["hope_improvement_weight"]
-            dose = (w_a * alliance + w_c * self.therapist.competence + w_h * self.hope) / (w_a + w_c + w_h + 1e-12)
+            brought = w_c * self.therapist.competence + w_p * self.perceived_empathy  # what the therapist brings
+            dose = (w_a * alliance + brought + w_h * self.hope) / (w_a + w_c + w_h + w_p + 1e-12)
             gate = 1.0 - p["disclosure_gate"] * (1.0 - self.disclosure)
             engaged = 1.0 - p["engagement_dose_weight"] + p["engagement_dose_weight"] * self.engagement
-            improve = p["improvement_rate"] * dose * gate * engaged * self.severity
+            # A negative responder worsens with the work of therapy; feedback changes course.
+            response = self.responsiveness if self.responsiveness >= 0.0 else self.responsiveness * adapted
+            stalled = 1.0 - p["rupture_stall"] * self.pending
+            change -= p["improvement_rate"] * response * dose * gate * engaged * stalled * self.severity
             weakness = max(0.0, threshold - alliance) / (threshold + 1e-12)
-            worsen = p["worsening_rate"] * weakness * (1.0 - p["feedback_adaptation"] * flagged)
-        life_event = rng.random() < p["life_event_rate"]
-        change = worsen - improve + self.shock * life_event - p["natural_recovery_rate"] * self.severity
-        self.severity = clip(self.severity + change + p["symptom_noise_sd"] * rng.standard_normal(), 0.0, 27.0)
+            change += p["worsening_rate"] * weakness * adapted
+        if self.uniform("life_event") < p["life_event_rate"]:
+            change += self.shock
+        if self.gain_pending > 0.0 and self.uniform("gain_reversal") < p["sudden_gain_reversal"]:
+            change += self.gain_pending
+            self.gain_pending = 0.0
+            self.reversals += 1
+        self.severity = clip(self.severity + change + p["symptom_noise_sd"] * self.normal("drift"), 0.0, 27.0)
+        # A sudden gain, likelier with disclosure and hope and after a repaired rupture; the bond
+        # strengthens after it.
+        if attended:
+            p_gain = p["sudden_gain_rate"] * self.disclosure * self.hope * (1.0 + p["sudden_gain_trigger"] * repaired)
+            if self.uniform("gain") < p_gain:
+                gained = p["sudden_gain_size"] * self.severity
+                self.severity -= gained
+                self.gain_pending = gained
+                self.gains += 1
+                self.bond += p["sudden_gain_bond"] * (1.0 - self.bond)
 
         # The PHQ-9 given at the session; felt progress feeds hope; engagement follows.
         if attended:
-            score = phq9_score(self.severity + p["measurement_error_sd"] * rng.standard_normal())
+            score = phq9_score(self.severity + p["measurement_error_sd"] * self.normal("measurement"))
             self.hope = clip(self.hope + p["progress_hope_weight"] * (self.phq9 - score), 0.0, 1.0)
             self.phq9 = score
             self.sessions += 1
@@ -379,58 +531,84 @@ class RefClient(mesa.Agent):
                 self.early_alliance_sum += wai
                 self.early_goal_sum += self.goal
             self.alliance_sum += wai
+            if self.sessions == EARLY_RESPONSE_SESSION:
+                self.early_phq9 = score
 
-            # Routine outcome monitoring: not on track when the score has risen by the flagging
-            # threshold since intake. Every client is classified; only feedback users act on it.
-            worsened = self.phq9 - self.intake_phq9 >= p["not_on_track_worsening"]
-            self.off_track = self.sessions >= p["not_on_track_from_session"] and worsened
+            # Routine outcome monitoring: not on track when the score lies the margin above the
+            # expected-recovery curve for this intake, or the alliance is weak. Every client is
+            # classified; only feedback users act on it, at the next session.
+            lagging = score - self.expected_score(self.sessions) >= p["not_on_track_margin"]
+            weak = alliance < p["alliance_flag_level"]
+            self.off_track = self.sessions >= p["not_on_track_from_session"] and (lagging or weak)
             self.ever_off_track = self.ever_off_track or self.off_track
             self.missed_run = 0
-            self.below_run = self.below_run + 1 if self.phq9 < CASENESS else 0
+            self.miss_credit = dict.fromkeys(MISS_CAUSES, 0.0)
+            well = score < CASENESS and self.intake_phq9 - score >= RELIABLE_CHANGE
+            self.well_run = self.well_run + 1 if well else 0
         elif missed:
             self.missed_run += 1
 
         # 5. Endings: completion of the planned sessions or of the course window, a good-enough
-        # ending, and otherwise a dropout hazard whose largest term is recorded as the cause.
+        # ending the client chooses once improved reliably and below caseness, and otherwise a
+        # dropout hazard whose chance that week is split over the reasons.
         completed = self.sessions >= p["planned_sessions"] or week >= m.last_week
         good_enough = (
             attended
             and not completed
-            and self.below_run >= p["good_enough_run"]
+            and self.well_run >= p["good_enough_run"]
             and self.sessions >= p["good_enough_min_sessions"]
-            and rng.random() < p["good_enough_rate"]
+            and self.uniform("ending") < p["good_enough_rate"]
         )
         dropout = False
         if not completed and not good_enough:
-            terms = self.dropout_terms(week, alliance)
-            logit = p["dropout_base"]
-            for term in terms:
-                logit += term
-            if rng.random() < expit(logit):
+            terms = self.dropout_terms(alliance)
+            if self.uniform("dropout") < expit(p["dropout_base"] + sum(terms)):
                 dropout = True
-                self.dropout_cause = dominant_cause(terms)
+                self.reason_shares = self.dropout_reasons(terms)
+                self.dropout_cause = max(REASONS, key=self.reason_shares.__getitem__)  # the first, at a tie
         if completed or good_enough or dropout:
             self.end_type = "completed" if completed else "good_enough" if good_enough else "dropout"
             self.end_week = week
             self.active = False
 
-    def dropout_terms(self, week: int, alliance: float) -> list[float]:
-        """Log-odds contributions to the dropout hazard, in the order of ``DROPOUT_CAUSES[1:-1]``.
+    def dropout_terms(self, alliance: float) -> list[float]:
+        """Log-odds contributions to the dropout hazard, in the order of :data:`HAZARD_TERMS`.
 
-        Alliance counts from the weak-alliance threshold and engagement from the midpoint of its
-        scale: below them they add risk, above them they protect. Every other term is zero when its
-        risk factor is absent.
+        Each is a risk that is zero when its factor is absent (an alliance at or above the
+        reference, no open rupture, full engagement, no barriers, no missed session, no felt
+        improvement); the therapist's retention skill removes part of each, and each weighs more
+        before the client has attended ``early_phase_sessions`` sessions.
         """
         p = self.model.p
+        scale = self.hold * (1.0 + p["early_risk_amplifier"] * (self.sessions < p["early_phase_sessions"]))
+        felt = max(0.0, self.intake_phq9 - self.phq9) / max(self.intake_phq9, 1.0)
         return [
-            p["dropout_alliance"] * (p["weak_alliance_threshold"] - alliance),
-            p["dropout_rupture"] * self.pending,
-            p["dropout_engagement"] * (0.5 - self.engagement),
-            p["dropout_barriers"] * self.barriers,
-            p["dropout_early"] * (week <= p["early_phase_weeks"]),
-            p["dropout_missed"] * self.missed_run,
-            p["dropout_improved"] * (self.phq9 < CASENESS),
+            p["dropout_alliance"] * max(0.0, p["alliance_reference"] - alliance) * scale,
+            p["dropout_rupture"] * self.pending * scale,
+            p["dropout_engagement"] * (1.0 - self.engagement) * scale,
+            p["dropout_barriers"] * self.barriers * scale,
+            p["dropout_missed"] * self.missed_run * scale,
+            p["dropout_improved"] * felt * scale,
         ]
+
+    def dropout_reasons(self, terms: list[float]) -> dict[str, float]:
+        """Each reason's share of this week's chance of leaving (the shares sum to one).
+
+        Every hazard term's Shapley share goes to its reason; the missed sessions' share is split
+        over why they were missed, in proportion to the run's accumulated miss credit; the
+        background share (leaving with no risk in therapy) is put down to life circumstances.
+        """
+        shares, background = shapley(self.model.p["dropout_base"], terms)
+        reasons = dict.fromkeys(REASONS, 0.0)
+        reasons[BACKGROUND_REASON] += background
+        credit = sum(self.miss_credit.values())
+        for term, share in zip(HAZARD_TERMS, shares, strict=True):
+            if term != "missed":
+                reasons[TERM_REASON[term]] += share
+            elif share > 0.0 and credit > 0.0:
+                for cause, missed in self.miss_credit.items():
+                    reasons[cause] += share * missed / credit
+        return reasons
 
     def rupture_cause(self, break_risk: float) -> str:
         """What a rupture is attributed to (a name from ``RUPTURE_CAUSES``), from its relative risks.
@@ -453,30 +631,55 @@ class RefClient(mesa.Agent):
 
     # ── after the course ────────────────────────────────────────────────────────────────────────
 
-    def follow_up(self) -> None:
-        """Final PHQ-9 and follow-up PHQ-9.
+    def end_of_course(self) -> None:
+        """The final PHQ-9, and what the client takes into the follow-up.
 
-        Gains hold or relapse over the follow-up: a client who ends below caseness relapses with a
-        probability that support built in therapy (social support and the alliance internalised)
-        reduces; everyone else follows the natural course of remission.
+        The final score is an assessment when the course ends, or the last session's score (routine
+        care). Support built in therapy is the client's own social support and the alliance
+        internalised, the more so the more of the planned course was attended; it buffers life events
+        and the relapse hazard after the course. The relapse hazard rises with residual symptoms.
         """
-        p, rng = self.model.p, self.model.rng
-        z_end, u_relapse, z_follow = rng.standard_normal(), rng.random(), rng.standard_normal()
-        err = p["measurement_error_sd"]
-        assessed = phq9_score(self.severity + err * z_end)
+        p = self.model.p
+        assessed = phq9_score(self.severity + p["measurement_error_sd"] * self.normal("followup"))
         self.final_phq9 = self.phq9 if p["outcome_measure"] == "last_observed" else assessed
-
-        weeks = p["followup_weeks"]
         mean_wai = self.alliance_sum / self.sessions if self.sessions > 0 else 12.0
         internalised = (mean_wai - 12.0) / 48.0 * min(1.0, self.sessions / p["planned_sessions"])
         w = p["support_built_weight"]
-        built = (1.0 - w) * self.support + w * internalised
-        p_relapse = 1.0 - (1.0 - p["relapse_rate"] * (1.0 - p["relapse_support_buffer"] * built)) ** (weeks / 26.0)
-        relapse = self.severity < CASENESS and u_relapse < p_relapse
-        remitted = self.severity * (1.0 - p["natural_recovery_rate"]) ** weeks
-        follow = clip(remitted + p["relapse_size"] * relapse, 0.0, 27.0)
-        self.followup_phq9 = phq9_score(follow + err * z_follow) if weeks > 0 else self.final_phq9
-        self.relapse = relapse and weeks > 0
+        self.support_built = built = (1.0 - w) * self.support + w * internalised
+        self.followup_shock = p["life_event_size"] * (1.0 - p["support_buffer"] * built)
+        self.recovered = self.final_phq9 < CASENESS
+        self.relapse_hazard = (
+            self.model.base_relapse_hazard
+            * math.exp(p["relapse_residual"] * self.final_phq9)
+            * (1.0 - p["relapse_support_buffer"] * built)
+        )
+        self.followup_severity = self.severity
+        self.followup_phq9 = self.final_phq9  # the last follow-up score
+        self.relapse_week = 0  # the follow-up week of a relapse (0: none)
+        self.caseness_week = 0  # the first follow-up score at caseness of a client who ended below it (0: none)
+
+    def follow_up_week(self, t: int) -> None:
+        """Week ``t`` of the follow-up: remission, drift, life events, relapse, the monthly PHQ-9.
+
+        A client who ended below caseness may relapse, at a hazard highest at the end of therapy and
+        falling over the following months; the PHQ-9 is given every four weeks and in the last week.
+        """
+        p = self.model.p
+        sev = self.followup_severity
+        change = -p["natural_recovery_rate"] * sev + p["symptom_noise_sd"] * self.normal("followup_drift")
+        if self.uniform("followup_life_events") < p["life_event_rate"]:
+            change += self.followup_shock
+        if self.recovered and not self.relapse_week:
+            hazard = self.relapse_hazard * math.exp(-(t - 1) / p["relapse_decay_weeks"])
+            if self.uniform("followup_relapse") < 1.0 - math.exp(-hazard):
+                self.relapse_week = t
+                change += p["relapse_size"]
+        self.followup_severity = clip(sev + change, 0.0, 27.0)
+        if t % ASSESSMENT_WEEKS == 0 or t == p["followup_weeks"]:
+            err = p["measurement_error_sd"]
+            self.followup_phq9 = phq9_score(self.followup_severity + err * self.normal("followup_measurement"))
+            if self.recovered and not self.caseness_week and self.followup_phq9 >= CASENESS:
+                self.caseness_week = t
 
     def outcome(self) -> dict[str, Any]:
         """Per-client outcomes, as in :func:`sim.run.client_outcomes` (NaN where undefined)."""
@@ -486,11 +689,14 @@ class RefClient(mesa.Agent):
             "intake_phq9": self.intake_phq9,
             "final_phq9": self.final_phq9,
             "followup_phq9": self.followup_phq9,
-            "relapse": self.relapse,
+            "relapse": self.relapse_week > 0,
+            "relapse_week": self.relapse_week,
+            "caseness_week": self.caseness_week,
             "sessions_attended": self.sessions,
             "end_type": self.end_type,
             "end_session": self.end_week,
             "dropout_cause": self.dropout_cause,
+            "reason_shares": [self.reason_shares[r] for r in REASONS],
             "early_alliance": self.early_alliance_sum / n_early if n_early else _NAN,
             "mean_alliance": self.alliance_sum / self.sessions if self.sessions else _NAN,
             "early_goal_agreement": 4.0 + 16.0 * self.early_goal_sum / n_early if n_early else _NAN,
@@ -499,6 +705,11 @@ class RefClient(mesa.Agent):
             "perceived_empathy": self.perceived_empathy,
             "cultural_match": self.cultural_match,
             "not_on_track": self.ever_off_track,
+            "early_change": self.intake_phq9 - self.early_phq9,
+            "sudden_gains": self.gains,
+            "gain_reversals": self.reversals,
+            "responsiveness": self.responsiveness,
+            "therapist_retention": self.therapist.retention,
         }
 
 
@@ -616,7 +827,11 @@ class ReferenceTherapyModel(mesa.Model):
     Attributes:
         p: every parameter, validated.
         therapist_agents, client_agents: the agents, in index order.
-        week: weeks stepped so far.
+        week: weeks of the course stepped so far.
+        followup_week: the week of the follow-up being run (0 until the course has ended).
+        expected_recovery: the expected-recovery curve's ``a0``, ``a1`` and ``rate``.
+        base_relapse_hazard: the weekly relapse hazard at the end of therapy of a client with no
+            residual symptoms and no support built.
         datacollector: each week, the model attributes in :data:`WEEKLY_REPORTERS` and
             :data:`MODEL_METRICS` (the metrics are NaN until the course ends).
         dropout_rate, recovery_rate, ...: the cohort metrics (attributes named by
@@ -639,7 +854,10 @@ class ReferenceTherapyModel(mesa.Model):
         self.p = resolve({**(parameters or {}), **params}, where="ReferenceTherapyModel")
         self.last_week = self.p["planned_sessions"] + self.p["extra_weeks"]
         self.week = 0
+        self.followup_week = 0
         self.holiday = False
+        self.expected_recovery = load_expected_recovery()
+        self.base_relapse_hazard = relapse_base_hazard(self.p["relapse_rate"], self.p["relapse_decay_weeks"])
         self.metrics: dict[str, float] = {}  # the cohort metrics by their sim.outcomes names, once finished
         for attribute in MODEL_METRICS.values():
             setattr(self, attribute, _NAN)
@@ -670,9 +888,13 @@ class ReferenceTherapyModel(mesa.Model):
             self.step()
 
     def finish(self) -> None:
-        """End-of-course assessment and follow-up, then the cohort metrics; stops the model."""
+        """End-of-course assessment, the follow-up week by week, then the cohort metrics; stops the model."""
         for client in self.client_agents:
-            client.follow_up()
+            client.end_of_course()
+        for t in range(1, self.p["followup_weeks"] + 1):
+            self.followup_week = t
+            for client in self.client_agents:
+                client.follow_up_week(t)
         self.metrics = cohort_metrics(self.outcomes())
         for name, value in self.metrics.items():
             setattr(self, MODEL_METRICS[name], value)

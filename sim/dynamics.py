@@ -48,6 +48,9 @@ RUPTURE_CAUSES = ("", "everyday strain", "confrontation", "withdrawal", "cultura
 DROPOUT_CAUSES = ("", *reasons.REASONS)
 """A dropout's main reason (index into this tuple; 0 for clients who did not drop out)."""
 CASENESS = 10  # PHQ-9 >= 10 (NHS Talking Therapies)
+# exp(-rate * k) of the expected-recovery curve for k = 0, 1, ... attended sessions, looked up rather
+# than computed at every session (an exponential costs more than the rest of a session's update).
+EXPECTED_DECAY = np.exp(-CURVE.rate * np.arange(64))
 RELIABLE_CHANGE = 6  # PHQ-9 points (NHS Talking Therapies)
 EARLY_RESPONSE_SESSION = 4  # early response is read at the fourth session (Beard & Delgadillo 2019)
 
@@ -100,7 +103,6 @@ class WeekParams(NamedTuple):
     not_on_track_margin: np.ndarray
     alliance_flag_level: np.ndarray
     not_on_track_from_session: np.ndarray
-    expected_rate: np.ndarray
     rupture_agreement_share: np.ndarray
     break_reaction_decay: np.ndarray
     sudden_gain_rate: np.ndarray
@@ -127,10 +129,8 @@ class WeekParams(NamedTuple):
 
     @classmethod
     def from_stacked(cls, p: dict) -> WeekParams:
-        """From stacked parameters (arrays shaped (n_sets, 1)); the expected-recovery rate is shared."""
-        n_sets = len(np.asarray(p["planned_sessions"]))
-        values = {**p, "expected_rate": np.full(n_sets, CURVE.rate)}
-        return cls(**{k: np.ascontiguousarray(np.asarray(values[k], dtype=float).ravel()) for k in cls._fields})
+        """From stacked parameters (arrays shaped (n_sets, 1))."""
+        return cls(**{k: np.ascontiguousarray(np.asarray(p[k], dtype=float).ravel()) for k in cls._fields})
 
 
 class Draws(NamedTuple):
@@ -171,7 +171,7 @@ def week(w: int, p: WeekParams, d: Dyads, s: State, r: Draws) -> tuple[np.ndarra
     """
     events = np.zeros(s.bond.shape, dtype=np.uint16)
     rupture_cause = np.zeros(s.bond.shape, dtype=np.int8)
-    _advance(w, w, p, d, s, r, events, rupture_cause)
+    _advance(w, w, p, d, s, r, events, rupture_cause, EXPECTED_DECAY)
     return events, rupture_cause
 
 
@@ -182,7 +182,7 @@ def course(first: int, last: int, p: WeekParams, d: Dyads, s: State, r: Draws) -
     without the per-week event record.
     """
     events = np.zeros(s.bond.shape, dtype=np.uint16)
-    _advance(first, last, p, d, s, r, events, np.zeros(s.bond.shape, dtype=np.int8))
+    _advance(first, last, p, d, s, r, events, np.zeros(s.bond.shape, dtype=np.int8), EXPECTED_DECAY)
 
 
 @njit(cache=True)
@@ -191,7 +191,7 @@ def _clip01(x):
 
 
 @njit(cache=True)
-def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR0915 (one pass over a dyad's weeks, in order)
+def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  # noqa: C901, PLR0915 (one pass over a dyad's weeks, in order)
     """Weeks ``first`` to ``last`` of every dyad, in place; events of the last week simulated.
 
     Each dyad runs through all its weeks before the next one starts, its state held in local
@@ -212,6 +212,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
         w_sum, wat_eps = w_a + w_c + w_h + w_p + 1e-12, wat + 1e-12
         break_end, bonus = start + p.planned_break_weeks[k], 1.0 + p.repair_bonus[k]
         attend_base, lift = p.attendance_base[k], p.remoralization_lift[k]
+        attend_odds = np.exp(attend_base)
         for i in range(n_clients):
             if not s.active[k, i] or first > last:
                 continue
@@ -227,6 +228,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
             intake, expectancy, hold = d.intake[k, i], d.expectancy[k, i], d.hold[k, i]
             responsiveness, asymptote = d.responsiveness[k, i], d.expected_asymptote[k, i]
             barriers_risk = p.dropout_barriers[k] * d.barriers[k, i]
+            break_dropout = p.dropout_breaks[k] * (1.0 + p.anxious_break_sensitivity[k] * anxiety)
             bond, goal, task = s.bond[k, i], s.goal[k, i], s.task[k, i]
             disclosure, hope, engagement = s.disclosure[k, i], s.hope[k, i], s.engagement[k, i]
             severity, phq9 = s.severity[k, i], s.phq9[k, i]
@@ -264,7 +266,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                     attended = r.attend_logit[t, i] < attend_base - barrier_attend - disengaged - broken
                     missed = not attended
                     if missed:
-                        m0, m1, m2, m3 = miss_shares(attend_base, barrier_attend, disengaged, broken)
+                        m0, m1, m2, m3 = miss_shares(attend_odds, barrier_attend, disengaged, broken)
                         c0, c1, c2, c3 = c0 + m0, c1 + m1, c2 + m2, c3 + m3
                 flagged = attended and uses_feedback and off_track
                 if cancelled:
@@ -384,7 +386,8 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                     # Routine outcome monitoring: not on track when the score lies the margin above the
                     # expected-recovery curve for this intake, or the alliance is weak. Every client is
                     # classified; only feedback-using therapists act on it (at the next session).
-                    expected = intake * (asymptote + (1.0 - asymptote) * np.exp(-p.expected_rate[k] * attended_n))
+                    fading = expected_decay[min(attended_n, expected_decay.shape[0] - 1)]  # exp(-rate * sessions)
+                    expected = intake * (asymptote + (1.0 - asymptote) * fading)
                     lagging = score - expected >= p.not_on_track_margin[k]
                     off_track = attended_n >= flag_from and (lagging or alliance < p.alliance_flag_level[k])
                     ever_off_track |= off_track
@@ -413,24 +416,27 @@ def _advance(first, last, p, d, s, r, events, rupture_cause):  # noqa: C901, PLR
                 else:
                     # Every term is a risk that is zero when absent; the therapist's retention skill
                     # removes part of each, and each weighs more before the early phase is over.
+                    # (Scalars, not an array, so the compiler keeps them in registers; the array is
+                    # filled only when the client leaves.)
                     scale = hold * (1.0 + p.early_risk_amplifier[k] * (attended_n < p.early_phase_sessions[k]))
                     felt = max(0.0, intake - phq9) / max(intake, 1.0)
-                    terms[0] = p.dropout_alliance[k] * max(0.0, p.alliance_reference[k] - alliance) * scale
-                    terms[1] = p.dropout_rupture[k] * pending * scale
-                    terms[2] = p.dropout_engagement[k] * (1.0 - engagement) * scale
-                    terms[3] = barriers_risk * scale
-                    terms[4] = p.dropout_missed[k] * missed_run * scale
-                    terms[5] = p.dropout_improved[k] * felt * scale
-                    terms[6] = (
-                        p.dropout_breaks[k] * abandonment * (1.0 + p.anxious_break_sensitivity[k] * anxiety) * scale
+                    t_alliance = p.dropout_alliance[k] * max(0.0, p.alliance_reference[k] - alliance) * scale
+                    t_rupture = p.dropout_rupture[k] * pending * scale
+                    t_engagement = p.dropout_engagement[k] * (1.0 - engagement) * scale
+                    t_barriers = barriers_risk * scale
+                    t_missed = p.dropout_missed[k] * missed_run * scale
+                    t_improved = p.dropout_improved[k] * felt * scale
+                    t_breaks = break_dropout * abandonment * scale
+                    logit = p.dropout_base[k] + (
+                        t_alliance + t_rupture + t_engagement + t_barriers + t_missed + t_improved + t_breaks
                     )
-                    logit = p.dropout_base[k] + terms.sum()
                     if r.dropout_logit[t, i] < logit:
                         end = 3
                         ev |= DROPOUT
-                        dropout_cause = _attribute(
-                            p.dropout_base[k], terms, term_shares, c0, c1, c2, c3, s.reason_shares[k, i]
-                        )
+                        terms[0], terms[1], terms[2], terms[3] = t_alliance, t_rupture, t_engagement, t_barriers
+                        terms[4], terms[5], terms[6] = t_missed, t_improved, t_breaks
+                        shares = s.reason_shares[k, i]
+                        dropout_cause = _attribute(p.dropout_base[k], terms, term_shares, c0, c1, c2, c3, shares)
                 if end:
                     end_type, end_week, active = end, w, False
 

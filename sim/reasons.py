@@ -169,18 +169,20 @@ def shapley_shares(base, terms, out):
 
 
 @njit(cache=True)
-def miss_shares(base, x0, x1, x2):
+def miss_shares(odds_attend, x0, x1, x2):
     """Shares of a missed session's chance of being missed due to three log-odds terms.
 
     The chance of missing is ``expit(-base + x0 + x1 + x2)`` with ``base`` the attendance log-odds
-    without the terms; the Shapley values of the three are written out in closed form (no
-    allocation: this runs at every missed session). Returns the three shares and the background
-    share, summing to one.
+    without the terms, given as ``odds_attend = exp(base)``. The Shapley values of the three terms
+    are written out in closed form, every coalition's chance from three exponentials
+    (``expit(-base + sum x) = 1 / (1 + odds_attend * prod exp(-x))``): this runs at every missed
+    session. Returns the three shares and the background share, summing to one.
     """
-    v = _expit(-base)
-    v0, v1, v2 = _expit(-base + x0), _expit(-base + x1), _expit(-base + x2)
-    v01, v02, v12 = _expit(-base + x0 + x1), _expit(-base + x0 + x2), _expit(-base + x1 + x2)
-    v012 = _expit(-base + x0 + x1 + x2)
+    a0, a1, a2 = odds_attend * np.exp(-x0), np.exp(-x1), np.exp(-x2)
+    v = 1.0 / (1.0 + odds_attend)
+    v0, v1, v2 = 1.0 / (1.0 + a0), 1.0 / (1.0 + odds_attend * a1), 1.0 / (1.0 + odds_attend * a2)
+    v01, v02, v12 = 1.0 / (1.0 + a0 * a1), 1.0 / (1.0 + a0 * a2), 1.0 / (1.0 + odds_attend * a1 * a2)
+    v012 = 1.0 / (1.0 + a0 * a1 * a2)
     third, sixth = 1.0 / 3.0, 1.0 / 6.0
     s0 = third * (v0 - v) + sixth * (v01 - v1) + sixth * (v02 - v2) + third * (v012 - v12)
     s1 = third * (v1 - v) + sixth * (v01 - v0) + sixth * (v12 - v2) + third * (v012 - v02)

@@ -7,6 +7,8 @@ per client, ``sessions`` one row per client and weekly session slot while the co
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import pandas as pd
 
@@ -40,73 +42,86 @@ def completion_text(attended: int, planned: int) -> str:
     return f"the course's window closed with {attended} of {planned} planned sessions attended"
 
 
-def _clients_of(cohort, s: int):
-    c = cohort.clients
-    return {k: np.broadcast_to(getattr(c, k), cohort.state.active.shape)[s] for k in c.__dataclass_fields__}
+def client_columns(cohort, outcomes: dict[str, np.ndarray], columns=None) -> dict[str, np.ndarray]:
+    """The columns of clients.csv for every parameter set at once, each shape (n_sets, n_clients).
+
+    Args:
+        cohort: a finished cohort; sudden gains need a recorded one (``record=True``).
+        outcomes: from :func:`sim.run.client_outcomes`.
+        columns: compute only these columns (None: all), in the order of clients.csv.
+    """
+    shape = cohort.state.active.shape
+    c = {k: np.broadcast_to(getattr(cohort.clients, k), shape) for k in cohort.clients.__dataclass_fields__}
+    t = cohort.therapists
+    o = outcomes
+    therapist = o["therapist"]
+    flags = classify(o["intake_phq9"], o["final_phq9"], o["sessions_attended"])
+    dropped = o["end_type"] == dyn.END_TYPES.index("dropout")
+
+    def gathered(trait):
+        return np.take_along_axis(np.broadcast_to(trait, (shape[0], trait.shape[-1])), therapist, axis=1)
+
+    @cache  # sudden_gain and sudden_gain_reversed come from one pass over the scores
+    def gains():
+        if cohort.record is None:
+            none = np.zeros(shape, bool)
+            return none, none
+        scores = np.stack(cohort.record.phq9)  # (weeks, n_sets, n_clients)
+        pairs = [sudden_gains(o["intake_phq9"][k], scores[:, k, :]) for k in range(shape[0])]
+        return np.stack([g for g, _ in pairs]), np.stack([r for _, r in pairs])
+
+    # A dropout's reason shares (empty for everyone else); its category is its main reason's.
+    category = np.asarray([""] + [CATEGORY_OF[r] for r in REASONS])
+    makers = {
+        "client_id": lambda: np.broadcast_to(np.arange(shape[1]), shape),
+        "therapist_id": lambda: therapist,
+        "attachment_style": lambda: np.asarray(ATTACHMENT_STYLES)[c["attachment_style"]],
+        "attachment_anxiety": lambda: c["attachment_anxiety"].round(3),
+        "attachment_avoidance": lambda: c["attachment_avoidance"].round(3),
+        "client_culture": lambda: c["culture"],
+        "therapist_culture": lambda: gathered(t.culture),
+        "cultural_match": lambda: o["cultural_match"],
+        "expectancy": lambda: c["expectancy"].round(4),
+        "therapist_empathy": lambda: gathered(t.empathy).round(4),
+        "therapist_uses_feedback": lambda: gathered(t.uses_feedback),
+        "perceived_empathy": lambda: o["perceived_empathy"].round(4),
+        "intake_phq9": lambda: o["intake_phq9"].astype(int),
+        "final_phq9": lambda: o["final_phq9"].astype(int),
+        "followup_phq9": lambda: o["followup_phq9"].astype(int),
+        "sessions_attended": lambda: o["sessions_attended"],
+        "end_type": lambda: np.asarray(dyn.END_TYPES)[o["end_type"]],
+        "end_session": lambda: o["end_session"],
+        "dropout_cause": lambda: np.asarray(dyn.DROPOUT_CAUSES)[o["dropout_cause"]],
+        "dropout_category": lambda: category[o["dropout_cause"]],
+        "early_alliance": lambda: o["early_alliance"].round(3),
+        "mean_alliance": lambda: o["mean_alliance"].round(3),
+        "early_goal_agreement": lambda: o["early_goal_agreement"].round(3),
+        "early_change": lambda: o["early_change"],
+        "ruptures": lambda: o["ruptures"],
+        "repairs": lambda: o["repairs"],
+        "reliable_improvement": lambda: flags["reliable_improvement"],
+        "reliable_deterioration": lambda: flags["reliable_deterioration"],
+        "recovery": lambda: flags["recovery"],
+        "reliable_recovery": lambda: flags["reliable_recovery"],
+        "sudden_gain": lambda: gains()[0],
+        "sudden_gain_reversed": lambda: gains()[1],
+        "sudden_gain_events": lambda: o["sudden_gains"],
+        "responsiveness": lambda: o["responsiveness"].round(3),
+        "therapist_retention": lambda: o["therapist_retention"].round(4),
+        "finished_course": lambda: flags["finished"],
+        "not_on_track": lambda: o["not_on_track"],
+        "relapse": lambda: o["relapse"],
+        "relapse_week": lambda: o["relapse_week"],
+        "caseness_week": lambda: o["caseness_week"],
+    }
+    for j, reason in enumerate(REASONS):
+        makers[f"share_{reason}"] = lambda j=j: np.where(dropped, o["reason_shares"][..., j], np.nan).round(6)
+    return {k: make() for k, make in makers.items() if columns is None or k in columns}
 
 
 def clients_table(cohort, outcomes: dict[str, np.ndarray], s: int = 0) -> pd.DataFrame:
     """One row per client of parameter set ``s``."""
-    o = {k: v[s] for k, v in outcomes.items()}
-    c = _clients_of(cohort, s)
-    t = cohort.therapists
-    therapist = o["therapist"]
-    flags = classify(o["intake_phq9"], o["final_phq9"], o["sessions_attended"])
-    scores = np.stack(cohort.record.phq9)[:, s, :] if cohort.record is not None else None
-    none = np.zeros(len(therapist), bool)
-    gains, reversed_ = sudden_gains(o["intake_phq9"], scores) if scores is not None else (none, none)
-    end_type = np.asarray(dyn.END_TYPES)[o["end_type"]]
-    dropped = o["end_type"] == dyn.END_TYPES.index("dropout")
-    # A dropout's reason shares (empty for everyone else); its category is its main reason's.
-    shares = np.where(dropped[:, None], o["reason_shares"], np.nan)
-    category = np.where(dropped, np.asarray([""] + [CATEGORY_OF[r] for r in REASONS])[o["dropout_cause"]], "")
-    table = pd.DataFrame(
-        {
-            "client_id": np.arange(len(therapist)),
-            "therapist_id": therapist,
-            "attachment_style": np.asarray(ATTACHMENT_STYLES)[c["attachment_style"]],
-            "attachment_anxiety": c["attachment_anxiety"].round(3),
-            "attachment_avoidance": c["attachment_avoidance"].round(3),
-            "client_culture": c["culture"],
-            "therapist_culture": t.culture[s][therapist],
-            "cultural_match": o["cultural_match"],
-            "expectancy": c["expectancy"].round(4),
-            "therapist_empathy": t.empathy[s][therapist].round(4),
-            "therapist_uses_feedback": t.uses_feedback[s][therapist],
-            "perceived_empathy": o["perceived_empathy"].round(4),
-            "intake_phq9": o["intake_phq9"].astype(int),
-            "final_phq9": o["final_phq9"].astype(int),
-            "followup_phq9": o["followup_phq9"].astype(int),
-            "sessions_attended": o["sessions_attended"],
-            "end_type": end_type,
-            "end_session": o["end_session"],
-            "dropout_cause": np.asarray(dyn.DROPOUT_CAUSES)[o["dropout_cause"]],
-            "dropout_category": category,
-            "early_alliance": o["early_alliance"].round(3),
-            "mean_alliance": o["mean_alliance"].round(3),
-            "early_goal_agreement": o["early_goal_agreement"].round(3),
-            "ruptures": o["ruptures"],
-            "repairs": o["repairs"],
-            "reliable_improvement": flags["reliable_improvement"],
-            "reliable_deterioration": flags["reliable_deterioration"],
-            "recovery": flags["recovery"],
-            "reliable_recovery": flags["reliable_recovery"],
-            "early_change": o["early_change"],
-            "sudden_gain": gains,
-            "sudden_gain_reversed": reversed_,
-            "sudden_gain_events": o["sudden_gains"],
-            "responsiveness": o["responsiveness"].round(3),
-            "therapist_retention": o["therapist_retention"].round(4),
-            "finished_course": flags["finished"],
-            "not_on_track": o["not_on_track"],
-            "relapse": o["relapse"],
-            "relapse_week": o["relapse_week"],
-            "caseness_week": o["caseness_week"],
-        }
-    )
-    for j, reason in enumerate(REASONS):
-        table[f"share_{reason}"] = shares[:, j].round(6)
-    return table
+    return pd.DataFrame({k: v[s] for k, v in client_columns(cohort, outcomes).items()})
 
 
 def _event_names(events: np.ndarray) -> np.ndarray:

@@ -85,7 +85,7 @@ def test_raising_a_factor_raises_its_share():
 def test_miss_shares_are_the_shapley_values_of_the_chance_of_missing():
     # Missing is expit(-base + x0 + x1 + x2): the same attribution with base -> -base.
     base, x = 2.5, (0.9, 0.0, 1.7)
-    closed = miss_shares(base, *x)
+    closed = miss_shares(math.exp(base), *x)
     shares, background = _shares(-base, x)
     np.testing.assert_allclose(closed, [*shares, background], rtol=1e-12)
     assert sum(closed) == pytest.approx(1.0, abs=1e-12)

@@ -8,33 +8,41 @@ runs the baseline scenario through both and asks every cohort metric to agree wi
 
 each standard error from the delete-one-therapist jackknife over the pooled clients (clients of a
 therapist share the therapist's traits, so they are not independent). Four standard errors leave a
-chance of about 6e-5 per metric of failing by accident.
+chance of about 6e-5 per metric of failing by accident (about 1e-3 over all of them).
 
-A sharper check feeds the reference the engine's own population, assignment and random draws: the
-two must then give the same course, client by client.
+A sharper check feeds the reference the engine's own population, assignment and random numbers (made
+here from the named streams of sim/streams.py, as the engine's docstrings say each is used): the two
+must then give the same course and the same follow-up, client by client, every per-client output of
+sim.run.client_outcomes included (a dropout's reason shares, sudden gains and their reversals, the
+early response, the relapse and caseness weeks). The reference computes Shapley values by the
+textbook formula, so this is also the check that sim/reasons.py splits a dropout's chance as its
+docstring says.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import random
 
 import mesa
 import numpy as np
 import pytest
 
+from benchmarks import reference_model as ref
 from benchmarks.reference_model import (
     DROPOUT_CAUSES,
     END_TYPES,
     MODEL_METRICS,
-    RUPTURE_CAUSES,
+    REASONS,
     RefClient,
     ReferenceTherapyModel,
     assign,
     culture_group,
-    expit,
+    shapley,
     truncated_normal,
 )
-from sim import dynamics
+from sim import dynamics, expected, followup, population, reasons
 from sim.engine import Cohort
 from sim.outcomes import cohort_metrics
 from sim.parameters import resolve
@@ -52,10 +60,24 @@ ORACLE_METRICS = (
     "dropout_rate",
     "recovery_rate",
     "reliable_improvement_rate",
+    "reliable_deterioration_rate",
     "mean_sessions",
     "mean_alliance",
     "alliance_outcome_r",
+    "not_on_track_rate",
+    "early_change",
+    "sudden_gains_per_client",
+    "gain_reversal_share",
+    "relapse_rate",
+    "improvement_reason_share",
+    "circumstances_reason_share",
+    "dissatisfaction_reason_share",
 )
+REASON_GROUPS = {
+    "improvement_reason_share": ("felt_better",),
+    "circumstances_reason_share": ("practical_barriers", "life_circumstances"),
+    "dissatisfaction_reason_share": ("weak_alliance", "unrepaired_rupture", "therapy_breaks"),
+}
 
 
 # ── per-client outcomes from both implementations, as arrays ───────────────────────────────────
@@ -99,27 +121,44 @@ def _as_arrays(outcomes: list[dict]) -> dict[str, np.ndarray]:
 # ── the statistic and its jackknife standard error ─────────────────────────────────────────────
 
 
-def _per_client_sums(metric: str, c: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:
+def _per_client_sums(metric: str, c: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:  # noqa: PLR0911
     """Per-client terms whose cluster sums determine ``metric``; 'ratio' (sum y / sum n) or 'corr'."""
     sessions = c["sessions_attended"]
     change = c["intake_phq9"] - c["final_phq9"]
     finished = sessions >= 2
     seen = sessions > 0
-    ones = np.ones(len(sessions))
+    everyone = np.ones(len(sessions), dtype=bool)
+    dropped = c["end_type"] == END_TYPES.index("dropout")
 
-    def ratio(y, mask):
-        return np.stack([np.where(mask, y, 0.0), mask.astype(float)], axis=1), "ratio"
+    def ratio(y, n):
+        n = np.asarray(n, dtype=float)
+        return np.stack([np.where(n > 0, y, 0.0), n], axis=1), "ratio"
 
     if metric == "dropout_rate":
-        return ratio(c["end_type"] == END_TYPES.index("dropout"), ones > 0)
+        return ratio(dropped, everyone)
     if metric == "recovery_rate":
         return ratio(c["final_phq9"] < 10, finished & (c["intake_phq9"] >= 10))
     if metric == "reliable_improvement_rate":
         return ratio(change >= 6, finished)
+    if metric == "reliable_deterioration_rate":
+        return ratio(change <= -6, finished)
     if metric == "mean_sessions":
-        return ratio(sessions.astype(float), ones > 0)
+        return ratio(sessions.astype(float), everyone)
     if metric == "mean_alliance":
         return ratio(np.nan_to_num(c["mean_alliance"]), seen)
+    if metric == "not_on_track_rate":
+        return ratio(c["not_on_track"], seen)
+    if metric == "early_change":  # intake minus the PHQ-9 at the fourth session
+        return ratio(np.nan_to_num(c["early_change"]), ~np.isnan(c["early_change"]))
+    if metric == "sudden_gains_per_client":
+        return ratio(c["sudden_gains"].astype(float), seen)
+    if metric == "gain_reversal_share":
+        return ratio(c["gain_reversals"].astype(float), c["sudden_gains"])
+    if metric == "relapse_rate":  # among clients who ended below caseness
+        return ratio(c["relapse"], c["final_phq9"] < 10)
+    if metric in REASON_GROUPS:  # the mean share of a category over dropouts
+        columns = [REASONS.index(r) for r in REASON_GROUPS[metric]]
+        return ratio(c["reason_shares"][:, columns].sum(axis=1), dropped)
     if metric == "alliance_outcome_r":
         x, y, m = np.nan_to_num(c["early_alliance"]), change.astype(float), seen.astype(float)
         return np.stack([m, m * x, m * y, m * x * x, m * y * y, m * x * y], axis=1), "corr"
@@ -159,6 +198,7 @@ def test_reference_agrees_with_engine_on_baseline(baseline_runs, metric):
     engine, reference, _ = baseline_runs
     e, se_e = estimate(metric, engine)
     r, se_r = estimate(metric, reference)
+    assert se_e > 0 and se_r > 0, f"{metric}: a zero standard error (engine {se_e}, reference {se_r}) tests nothing"
     tolerance = TOLERANCE_SE * math.hypot(se_e, se_r)
     assert abs(e - r) <= tolerance, (
         f"{metric}: engine {e:.4f} (se {se_e:.4f}, {len(engine['therapist'])} clients) and reference model "
@@ -172,16 +212,28 @@ def test_reference_metrics_follow_the_engine_definitions(baseline_runs):
     _, _, models = baseline_runs
     for model in models:
         out = {k: v[None, :] for k, v in _as_arrays(model.outcomes()).items()}
-        expected = {k: float(v[0]) for k, v in cohort_metrics(out).items()}
-        for name, value in expected.items():
+        expected_metrics = {k: float(v[0]) for k, v in cohort_metrics(out).items()}
+        for name, value in expected_metrics.items():
             got = getattr(model, MODEL_METRICS[name])
             assert got == pytest.approx(value, rel=1e-9, abs=1e-12), f"{name}: reference {got} vs sim {value}"
 
 
-def test_reference_labels_match_the_engine():
+def test_reference_constants_and_labels_match_the_engine():
     assert END_TYPES == dynamics.END_TYPES
     assert DROPOUT_CAUSES == dynamics.DROPOUT_CAUSES
-    assert RUPTURE_CAUSES == dynamics.RUPTURE_CAUSES
+    assert ref.RUPTURE_CAUSES == dynamics.RUPTURE_CAUSES
+    assert REASONS == reasons.REASONS
+    assert ref.HAZARD_TERMS == reasons.HAZARD_TERMS
+    engine_terms = {t: REASONS[j] for t, j in zip(reasons.HAZARD_TERMS, reasons.TERM_REASON, strict=True) if j >= 0}
+    assert ref.TERM_REASON == engine_terms
+    assert reasons.HAZARD_TERMS[reasons.MISSED_TERM] == "missed" and "missed" not in ref.TERM_REASON
+    assert ref.MISS_CAUSES == reasons.MISS_CAUSES == tuple(REASONS[j] for j in reasons.MISS_REASON)
+    assert ref.BACKGROUND_REASON == REASONS[reasons.LIFE]
+    assert (ref.CASENESS, ref.RELIABLE_CHANGE) == (dynamics.CASENESS, dynamics.RELIABLE_CHANGE)
+    assert ref.EARLY_RESPONSE_SESSION == dynamics.EARLY_RESPONSE_SESSION
+    assert ref.RESPONSIVENESS_RANGE == population.RESPONSIVENESS_RANGE
+    assert ref.EXPECTED_CENTRE == expected.CENTRE
+    assert (ref.ASSESSMENT_WEEKS, ref.YEAR) == (followup.ASSESSMENT_WEEKS, followup.YEAR)
 
 
 def test_reference_runs_under_batch_run():
@@ -206,92 +258,268 @@ def test_reference_refuses_unknown_parameters_and_policies():
         assign("by_horoscope", [], [], None)
 
 
+# ── the pieces against the engine's own ────────────────────────────────────────────────────────
+
+
+def _random_terms(rng: random.Random, n: int) -> list[float]:
+    """Non-negative log-odds terms, about a third of them absent (exactly zero)."""
+    return [0.0 if rng.random() < 0.35 else rng.uniform(0.0, 3.0) for _ in range(n)]
+
+
+def test_textbook_shapley_matches_the_engine_and_its_properties():
+    """sim.reasons.shapley_shares and miss_shares equal the textbook Shapley values, which sum to one,
+    give an absent term exactly zero and grow with their term."""
+    rng = random.Random(7)
+    for _ in range(300):
+        base = rng.uniform(-8.0, 2.0)
+        terms = _random_terms(rng, 6)
+        mine, background = shapley(base, terms)
+        engine = np.empty(6)
+        engine_background = reasons.shapley_shares(base, np.array(terms), engine)
+        np.testing.assert_allclose(mine, engine, rtol=1e-9, atol=1e-12, err_msg=f"base {base}, terms {terms}")
+        assert background == pytest.approx(engine_background, rel=1e-12)
+        assert math.fsum(mine) + background == pytest.approx(1.0, abs=1e-12), "shares should sum to one"
+        assert all(s == 0.0 for s, t in zip(mine, terms, strict=True) if t == 0.0), "an absent term gets zero"
+        assert all(s > 0.0 for s, t in zip(mine, terms, strict=True) if t > 0.0), "a present risk gets a share"
+        j = rng.randrange(6)
+        raised = terms[:j] + [terms[j] + 0.5] + terms[j + 1 :]
+        assert shapley(base, raised)[0][j] > mine[j], f"raising term {j} should raise its share"
+
+        three = _random_terms(rng, 3)
+        attend = rng.uniform(0.0, 6.0)
+        miss, miss_background = shapley(-attend, three)
+        np.testing.assert_allclose(reasons.miss_shares(attend, *three), [*miss, miss_background], rtol=1e-9, atol=1e-12)
+
+
+def test_reference_curve_and_relapse_hazard_match_the_engine():
+    model = ReferenceTherapyModel(n_clients=30, n_therapists=2, seed=4)
+    assert model.expected_recovery == (expected.CURVE.a0, expected.CURVE.a1, expected.CURVE.rate)
+    for client in model.client_agents:
+        for session in (1, 4, 12):
+            engine = float(expected.CURVE.expected(client.intake_phq9, session))
+            assert client.expected_score(session) == pytest.approx(engine, rel=1e-12), f"intake {client.intake_phq9}"
+    for rate, decay in ((0.2, 20.0), (0.53, 8.0), (0.0, 1.0), (1.0, 104.0), (0.9, 3.5)):
+        engine = float(followup.relapse_base_hazard(rate, decay)[0])
+        assert ref.relapse_base_hazard(rate, decay) == pytest.approx(engine, rel=1e-12), (rate, decay)
+        # The hazard's definition: the one-year chance of relapse with no residual symptoms or support.
+        stay = math.exp(-ref.relapse_base_hazard(rate, decay) * sum(math.exp(-t / decay) for t in range(52)))
+        assert 1.0 - stay == pytest.approx(min(rate, 1.0 - 1e-12), abs=1e-9)
+
+
+def test_reference_population_draws_match_the_engine_formulas():
+    u = np.linspace(0.0, 0.999, 37)
+    cases = [(0.6, 0.15, 0, 1), (17.0, 4.5, 10, 27), (3.6, 1.1, 1, 7), (0.9, 0.5, 0, 1), (0.3, 0, 0, 1)]
+    cases += [(1.0, 0.7, *population.RESPONSIVENESS_RANGE)]
+    for mean, sd, low, high in cases:
+        engine = engine_truncated_normal(u, mean, sd, low, high)
+        mine = [truncated_normal(x, mean, sd, low, high) for x in u]
+        np.testing.assert_allclose(mine, engine, rtol=1e-9, atol=1e-9, err_msg=f"truncated normal {mean, sd}")
+    assert [culture_group(x, 0.25) for x in u] == engine_culture(u, 0.25).tolist()
+
+
 # ── the same population and draws give the same courses ────────────────────────────────────────
+
+# Every draw the reference names, and the engine's stream it comes from: a uniform or a normal per
+# week and client (sudden_gains gives two uniforms a week, interleaved by week: the gain, then the
+# reversal of an earlier gain), or one per client ("followup", the end-of-course assessment).
+COURSE_DRAWS = {
+    "cancel": ("cancellation", "uniform"),
+    "attend": ("attendance", "uniform"),
+    "rupture": ("rupture", "uniform"),
+    "repair": ("repair", "uniform"),
+    "ending": ("ending", "uniform"),
+    "dropout": ("dropout", "uniform"),
+    "drift": ("symptoms", "normal"),
+    "measurement": ("measurement", "normal"),
+    "life_event": ("life_events", "uniform"),
+}
+FOLLOWUP_DRAWS = {
+    "followup_drift": "normal",
+    "followup_life_events": "uniform",
+    "followup_relapse": "uniform",
+    "followup_measurement": "normal",
+}
 
 
 class _EngineDraws:
-    """Stands in for the model's Generator during one client's week, serving the engine's draws.
+    """The engine's random numbers, remade from its named streams, served to the reference's named draws.
 
-    The reference draws only what it needs, in the order of the rules; this replays the engine's
-    draw for each decision in that order (which decision a call is follows from the client's state).
+    Each stream is drawn as the engine draws it (sim/engine.py ``_draw_weeks``, sim/followup.py), from
+    a fresh :class:`~sim.streams.Streams` of the cohort's seed and replicate. A course draw is row
+    ``model.week - 1``; a follow-up draw row ``model.followup_week - 1``. Every (client, week, draw)
+    may be served once: a second request would mean the reference draws twice for one decision.
     """
 
-    def __init__(self, client: RefClient, draws, week: int, i: int, holiday: bool):
-        self.client, self.draws, self.t, self.i, self.holiday = client, draws, week - 1, i, holiday
-        self.pending, self.engagement = client.pending, client.engagement
-        self.uniforms: list[str] = []
-        self.normals = 0
+    def __init__(self, cohort: Cohort):
+        streams = Streams(cohort.seed, cohort.replicate)
+        weeks, n = cohort.n_weeks, cohort.n_clients
+        horizon = int(cohort.p["followup_weeks"].max())
 
-    def _next_uniform(self) -> str:
-        c, p, d, t, i = self.client, self.client.model.p, self.draws, self.t, self.i
-        cancelled = self.holiday or d.cancel[t, i] < c.cancel_risk
-        p_attend = expit(c.attend_logit - p["engagement_attendance"] * (1.0 - self.engagement))
-        attended = not cancelled and d.attend[t, i] < p_attend
-        order = ([] if self.holiday else ["cancel"]) + ([] if cancelled else ["attend"])
-        order += ["repair" if self.pending else "rupture"] if attended else []
-        order.append("life_event")
-        if len(self.uniforms) < len(order):
-            return order[len(self.uniforms)]
-        completed = c.sessions >= p["planned_sessions"] or c.model.week >= c.model.last_week
-        may_end_well = c.below_run >= 2 and c.sessions >= p["good_enough_min_sessions"] and not completed
-        if attended and may_end_well and "ending" not in self.uniforms:
-            return "ending"
-        return "dropout"
+        def draw(stream, kind, rows):
+            rng = streams[stream]
+            return rng.random((rows, n)) if kind == "uniform" else rng.standard_normal((rows, n))
 
-    def random(self) -> float:
-        name = self._next_uniform()
-        self.uniforms.append(name)
-        return float(getattr(self.draws, name)[self.t, self.i])
+        self.rows = {name: draw(stream, kind, weeks) for name, (stream, kind) in COURSE_DRAWS.items()}
+        gains = draw("sudden_gains", "uniform", 2 * weeks)
+        self.rows["gain"], self.rows["gain_reversal"] = gains[0::2], gains[1::2]
+        self.followup = {name: draw(name, kind, horizon) for name, kind in FOLLOWUP_DRAWS.items()}
+        self.followup["followup"] = streams["followup"].standard_normal(n)[None, :]
+        self.served: set[tuple[int, int, int, str]] = set()
 
-    def standard_normal(self) -> float:
-        self.normals += 1
-        return float((self.draws.drift if self.normals == 1 else self.draws.measurement)[self.t, self.i])
+    def draw(self, client: RefClient, decision: str) -> float:
+        model, i = client.model, client.index
+        key = (i, model.week, model.followup_week, decision)
+        assert key not in self.served, f"client {i} drew {decision!r} twice in one week"
+        self.served.add(key)
+        if decision == "followup":
+            return float(self.followup["followup"][0, i])
+        if decision in self.followup:
+            return float(self.followup[decision][model.followup_week - 1, i])
+        return float(self.rows[decision][model.week - 1, i])
 
 
 def _replay(params: dict, n: int, k: int, seed: int) -> tuple[Cohort, ReferenceTherapyModel]:
-    cohort = Cohort(params, n, k, seed).run()
+    cohort = Cohort(params, n, k, seed, record=True).run()  # recorded: the cause of each rupture is kept
     model = ReferenceTherapyModel(n_clients=n, n_therapists=k, seed=0, **params)
+    traits = ("empathy", "humility", "repair_skill", "consistency", "competence", "uses_feedback", "culture")
     for j, t in enumerate(model.therapist_agents):
-        for name in ("empathy", "humility", "repair_skill", "consistency", "competence", "uses_feedback", "culture"):
+        for name in (*traits, "retention"):
             setattr(t, name, getattr(cohort.therapists, name)[0, j].item())
         t.capacity = float(cohort.therapists.capacity[0, j])
         t.caseload = []
     traits = ("intake_phq9", "attachment_anxiety", "attachment_avoidance", "culture", "salience", "expectancy")
-    traits += ("readiness", "barriers", "support", "perception_noise")
+    traits += ("readiness", "barriers", "support", "perception_noise", "responsiveness")
+    draws = _EngineDraws(cohort)
     for i, client in enumerate(model.client_agents):
         for name in traits:
             setattr(client, name, getattr(cohort.clients, name)[0, i].item())
         model.therapist_agents[int(cohort.assignment[0, i])].take(client)
+        client.uniform = client.normal = functools.partial(draws.draw, client)
     for client in model.client_agents:
         client.intake()
-    generator = model.rng
-    while model.running:
-        model.week += 1
-        start = model.p["planned_break_start"]
-        model.holiday = 0 < start <= model.week < start + model.p["planned_break_weeks"]
-        for i, client in enumerate(model.client_agents):
-            model.rng = _EngineDraws(client, cohort.draws, model.week, i, model.holiday)
-            client.step()
-        model.rng = generator
-        model.running = model.week < model.last_week and model.active_clients > 0
+    model.run_model()
     return cohort, model
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [{}, {"therapist_feedback_share": 0.5, "planned_break_start": 5, "planned_break_weeks": 2}],
-    ids=["baseline", "feedback_and_holiday"],
+# Settings that make the rare branches common: negative responders, gains that reverse, flagged
+# clients, breaks and the missed sessions they cause, relapse over a two-year follow-up.
+STRESS = {
+    "therapist_feedback_share": 0.5,
+    "planned_break_start": 5,
+    "planned_break_weeks": 2,
+    "break_attendance": 1.0,
+    "cancellation_rate": 0.3,
+    "responsiveness_sd": 1.2,
+    "sudden_gain_rate": 0.4,
+    "sudden_gain_reversal": 0.3,
+    "relapse_rate": 0.6,
+    "relapse_decay_weeks": 40.0,
+    "followup_weeks": 103,
+}
+CASES = {
+    "baseline": lambda: resolve(load_scenario("baseline").overrides),
+    "routine_care": lambda: resolve(load_scenario("routine_care").overrides),
+    "stress": lambda: resolve({**load_scenario("baseline").overrides, **STRESS}),
+}
+EXACT = (
+    "therapist",
+    "intake_phq9",
+    "final_phq9",
+    "followup_phq9",
+    "relapse",
+    "relapse_week",
+    "caseness_week",
+    "sessions_attended",
+    "end_type",
+    "end_session",
+    "dropout_cause",
+    "ruptures",
+    "repairs",
+    "cultural_match",
+    "not_on_track",
+    "early_change",
+    "sudden_gains",
+    "gain_reversals",
 )
-def test_reference_replays_the_engine_given_its_draws(overrides):
-    params = resolve({**load_scenario("baseline").overrides, **overrides})
-    cohort, model = _replay(params, n=300, k=15, seed=5)
+"""Outcomes that must be equal; every other outcome of sim.run.client_outcomes equal within 1e-9."""
+
+
+@functools.cache
+def _replayed(case: str):
+    cohort, model = _replay(CASES[case](), n=300, k=15, seed=5)
+    engine = {key: np.asarray(v[0]) for key, v in client_outcomes(cohort).items()}
+    return case, cohort, model, engine, _as_arrays(model.outcomes())
+
+
+@pytest.fixture(params=list(CASES))
+def replayed(request):
+    return _replayed(request.param)
+
+
+def test_reference_replays_the_engine_given_its_draws(replayed):
+    case, cohort, model, engine, mine = replayed
+    assert set(mine) == set(engine), f"outcomes only one side has: {set(mine) ^ set(engine)}"
+    for key, theirs in engine.items():
+        ours = mine[key]
+        if key in EXACT:
+            ours, theirs = ours.astype(float), theirs.astype(float)  # small integers and flags: exact
+            differ = np.flatnonzero(~((ours == theirs) | (np.isnan(ours) & np.isnan(theirs))))
+            first = differ[:1].tolist()
+            assert len(differ) == 0, (
+                f"{case}, {key}: {len(differ)} clients differ, first {first}: reference "
+                f"{ours[first].tolist()} vs engine {theirs[first].tolist()}"
+            )
+        else:
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9, equal_nan=True, err_msg=f"{case}, {key}")
     s = cohort.state
     for i, c in enumerate(model.client_agents):
-        engine = (END_TYPES[s.end_type[0, i]], int(s.attended[0, i]), float(s.phq9[0, i]), int(s.ruptures[0, i]))
-        mine = (c.end_type, c.sessions, c.phq9, c.ruptures)
-        assert mine == engine, f"client {i}: reference (end, sessions, PHQ-9, ruptures) {mine} vs engine {engine}"
-        for name in ("bond", "goal", "task", "disclosure", "hope", "engagement", "severity"):
-            assert getattr(c, name) == pytest.approx(getattr(s, name)[0, i], abs=1e-9), f"client {i}: {name}"
+        for name in ("bond", "goal", "task", "disclosure", "hope", "engagement", "severity", "gain_pending"):
+            assert getattr(c, name) == pytest.approx(getattr(s, name)[0, i], abs=1e-9), f"{case}, client {i}: {name}"
+        assert c.well_run == s.well_run[0, i] and c.missed_run == s.missed_run[0, i], f"{case}, client {i}: runs"
+        credit = [c.miss_credit[cause] for cause in ref.MISS_CAUSES]
+        np.testing.assert_allclose(credit, s.miss_credit[0, i], atol=1e-9, err_msg=f"{case}, client {i}: miss credit")
+    causes = np.stack(cohort.record.rupture_cause)[:, 0, :]  # (weeks, clients), 0 where no rupture
+    for i, c in enumerate(model.client_agents):
+        engine_causes = [ref.RUPTURE_CAUSES[j] for j in causes[:, i] if j]
+        assert c.rupture_causes == engine_causes, f"{case}, client {i}: rupture causes"
+
+
+def test_replayed_reasons_are_shares_of_each_dropout(replayed):
+    """Each dropout's shares sum to one with its main reason the largest; everyone else has none."""
+    case, _, _, engine, mine = replayed
+    dropped = engine["end_type"] == END_TYPES.index("dropout")
+    shares = mine["reason_shares"]
+    assert dropped.sum() >= 10, f"{case}: too few dropouts ({dropped.sum()}) to check their reasons"
+    np.testing.assert_allclose(shares[dropped].sum(axis=1), 1.0, atol=1e-12, err_msg=f"{case}: shares sum to one")
+    assert (shares >= 0).all() and (shares[~dropped] == 0).all(), f"{case}: shares of clients who did not drop out"
+    main = shares[dropped].argmax(axis=1) + 1
+    assert (main == engine["dropout_cause"][dropped]).all(), f"{case}: the main reason is the largest share"
+
+
+def test_replay_covers_the_new_mechanisms():
+    """The stress case exercises every branch the replay is meant to check, so its agreement means something."""
+    *_, o = _replayed("stress")
+    dropped = o["end_type"] == END_TYPES.index("dropout")
+    counts = {
+        "sudden gains": int(o["sudden_gains"].sum()),
+        "reversed gains": int(o["gain_reversals"].sum()),
+        "negative responders": int((o["responsiveness"] < 0).sum()),
+        "clients flagged not on track": int(o["not_on_track"].sum()),
+        "early responses read": int((~np.isnan(o["early_change"])).sum()),
+        "relapses": int(o["relapse"].sum()),
+        "returns to caseness": int((o["caseness_week"] > 0).sum()),
+        "good-enough endings": int((o["end_type"] == END_TYPES.index("good_enough")).sum()),
+        "dropouts with missed sessions put down to breaks": int(
+            (o["reason_shares"][dropped, REASONS.index("therapy_breaks")] > 0).sum()
+        ),
+        "dropouts with a share for an unrepaired rupture": int(
+            (o["reason_shares"][dropped, REASONS.index("unrepaired_rupture")] > 0).sum()
+        ),
+        "dropouts that felt better": int((o["reason_shares"][dropped, REASONS.index("felt_better")] > 0).sum()),
+    }
+    rare = {name: count for name, count in counts.items() if count < 5}
+    assert not rare, f"the stress replay rarely reaches these branches: {rare}"
+    assert int(o["relapse_week"].max()) > 52, "relapses should occur in the second year of a two-year follow-up"
 
 
 @pytest.mark.parametrize("policy", ["random", "lowest_caseload", "cultural_match", "attachment_informed"])
@@ -317,13 +545,3 @@ def test_reference_matching_assigns_as_the_engine(policy):
     mine = np.array([c.therapist.index for c in model.client_agents])
     differ = np.flatnonzero(mine != cohort.assignment[0])
     assert len(differ) == 0, f"{policy}: {len(differ)} clients assigned differently, first {differ[:5]}"
-
-
-def test_reference_population_draws_match_the_engine_formulas():
-    u = np.linspace(0.0, 0.999, 37)
-    cases = [(0.6, 0.15, 0, 1), (17.0, 4.5, 10, 27), (3.6, 1.1, 1, 7), (0.9, 0.5, 0, 1), (0.3, 0, 0, 1)]
-    for mean, sd, low, high in cases:
-        engine = engine_truncated_normal(u, mean, sd, low, high)
-        mine = [truncated_normal(x, mean, sd, low, high) for x in u]
-        np.testing.assert_allclose(mine, engine, rtol=1e-9, atol=1e-9, err_msg=f"truncated normal {mean, sd}")
-    assert [culture_group(x, 0.25) for x in u] == engine_culture(u, 0.25).tolist()

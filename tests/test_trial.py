@@ -32,20 +32,20 @@ scenario = "baseline"
 """
 
 EFFECT = """
-name = "empathy"
+name = "barriers"
 outcome = "dropout"
 trials = 40
 clients = [20, 200]
 caseload = 5
 seed = 9
 
-[arms.low]
+[arms.many_barriers]
 scenario = "baseline"
-overrides = { therapist_empathy_mean = 0.15, therapist_repair_mean = 0.1 }
+overrides = { barriers_mean = 0.7 }
 
-[arms.high]
+[arms.few_barriers]
 scenario = "baseline"
-overrides = { therapist_empathy_mean = 0.95, therapist_repair_mean = 0.9 }
+overrides = { barriers_mean = 0.05 }
 """
 
 
@@ -70,7 +70,7 @@ def test_a_real_effect_gains_power_with_size(tmp_path):
     spec = load_trial_spec(spec_file(tmp_path, EFFECT))
     power = simulate(spec, progress=False).power
     small, large = power["power"].to_numpy()
-    assert power["effect_mean"].lt(0).all(), "empathic, repair-skilled therapists should lower dropout"
+    assert power["effect_mean"].lt(0).all(), "clients with few practical barriers should drop out less"
     assert large > small, f"power should grow with clients per arm: {small:.2f} at 20, {large:.2f} at 200"
     assert large >= 0.8, f"a large effect with 200 clients per arm should be detected: power {large:.2f}"
     assert power["effect_sd"].iloc[1] < power["effect_sd"].iloc[0], "larger trials estimate the effect more precisely"
