@@ -79,17 +79,21 @@ trial: $(VENV)/.installed  ## power curve of a virtual trial, feedback vs usual 
 # ── credibility: published facts (docs/validation.md) and calibration (docs/calibration.md) ─────
 .PHONY: validate validate-strict docs-validation calibrate
 
-validate: $(VENV)/.installed  ## every published fact against the baseline: results/validate/ (table, report, figure)
-	$(RUN) -m analysis validate --out results/validate
+POSTERIOR_DRAWS ?= 40
+
+validate: $(VENV)/.installed  ## every published fact against the baseline, at the point values and with the posterior: results/validate/
+	$(RUN) -m analysis validate --out results/validate --posterior $(POSTERIOR_DRAWS)
 
 docs-validation: $(VENV)/.installed  ## the same, also regenerating docs/validation.md and its forest plot
-	$(RUN) -m analysis validate --out results/validate --docs docs
+	$(RUN) -m analysis validate --out results/validate --docs docs --posterior $(POSTERIOR_DRAWS)
 
-validate-strict: $(VENV)/.installed  ## the same, exiting non-zero when a calibration fact misses its band
-	$(RUN) -m analysis validate --out results/validate --strict
+validate-strict: $(VENV)/.installed  ## the same, exiting non-zero when a calibration fact misses its band at the point values
+	$(RUN) -m analysis validate --out results/validate --posterior $(POSTERIOR_DRAWS) --strict
 
-calibrate: $(VENV)/.installed  ## fit the free parameters to the calibration facts: sim/calibrated.toml, docs/calibration.md
-	$(RUN) -m analysis calibrate
+# ABC-SMC on all cores, or on a running Dask cluster: make calibrate SCHEDULER=tcp://host:8786
+calibrate: $(VENV)/.installed  ## a posterior over the free parameters: sim/posterior.csv, sim/calibrated.toml, docs/calibration.md
+	$(RUN) -m analysis calibrate $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(WORKERS),--workers $(WORKERS))
+	$(RUN) -m analysis expected-recovery
 
 # ── interactive app (sim/app.py) and the browser it is tested in ─────────────────────────────────
 .PHONY: app

@@ -6,8 +6,11 @@ computation (:mod:`analysis.abc`), and writes
 
 - ``sim/posterior.csv``: the final population, about a thousand weighted particles (shipped with the
   package; ``--posterior K`` on ``run``, ``compare``, ``validate`` and sweep specs draws from it);
-- ``sim/calibrated.toml``: the posterior median of each parameter, the point values a default run uses
-  (the registry reads them as defaults, so a default run stays deterministic), with the fit's record;
+- ``sim/calibrated.toml``: the best particle of the final population (the smallest distance), the point
+  values a default run uses (the registry reads them as defaults, so a default run stays
+  deterministic), with the fit's record. Not the marginal medians: the facts tie several parameters
+  together along ridges (the background rate of leaving against the barrier and improvement terms), and
+  the medians of such a pair can fall off the ridge where the facts hold together;
 - the history, every generation's particles, weights, distances and facts, in the output directory
   (``results/calibration/history.parquet`` and ``generations.csv``);
 - ``docs/calibration.md`` and its figures (:mod:`analysis.calibration_report`).
@@ -91,10 +94,10 @@ class CalibrationSpec:
     population: int = 1000
     initial: int = 4
     quantile: float = 0.5
-    target: float = 0.3
+    target: float = 0.5
     min_acceptance: float = 0.03
-    max_generations: int = 10
-    max_minutes: float = 25.0
+    max_generations: int = 12
+    max_minutes: float = 60.0
     prior_sd: float = 1.5
     chunk_size: int = 64
     round_size: int = 256
@@ -115,6 +118,7 @@ class CalibrationSpec:
         )
 
 
+_OPTIONS = {"max_generations": "generations", "max_minutes": "minutes"}  # spec keys set by other option names
 _LIMITS: dict[str, tuple[float, float]] = {
     "seed": (0, 2**63 - 1),
     "replicates": (1, 1000),
@@ -142,7 +146,12 @@ def load_spec(path: str | Path = SPEC_FILE, **changes) -> CalibrationSpec:
     """
     path = Path(path)
     how = "see analysis/calibration.toml for every key"
-    data = {**read_toml(path, CalibrationError, how), **{k: v for k, v in changes.items() if v is not None}}
+    given = {k: v for k, v in changes.items() if v is not None}
+    data = {**read_toml(path, CalibrationError, how), **given}
+
+    def where(key: str) -> str:  # the command-line option a value came from, or the file
+        return f"--{_OPTIONS.get(key, key)}" if key in given else str(path)
+
     known = {f.name for f in fields(CalibrationSpec)} - {"path"}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -155,7 +164,9 @@ def load_spec(path: str | Path = SPEC_FILE, **changes) -> CalibrationSpec:
         ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
         if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not low <= value <= high:
             kind = "an integer" if integer else "a number"
-            raise CalibrationError(f"{path}: {key} = {value!r} is not allowed: use {kind} in [{low:g}, {high:g}].")
+            raise CalibrationError(
+                f"{where(key)}: {key} = {value!r} is not allowed: use {kind} in [{low:g}, {high:g}] ({how})."
+            )
     scenario = data.get("scenario", "baseline")
     if not isinstance(scenario, str):
         raise CalibrationError(f"{path}: scenario = {scenario!r} must be a scenario name or path.")
@@ -165,16 +176,19 @@ def load_spec(path: str | Path = SPEC_FILE, **changes) -> CalibrationSpec:
         raise CalibrationError(f"{path}: scenario = {scenario!r}: {err}") from None
     free = data.get("free", [])
     if not isinstance(free, list | tuple) or not all(isinstance(n, str) for n in free):
-        raise CalibrationError(f"{path}: free = {free!r} must be a list of parameter names.")
+        raise CalibrationError(f"{where('free')}: free = {free!r} must be a list of parameter names.")
     for name in free:
         try:
-            p = parameters.lookup(name, f"{path}, free")
+            p = parameters.lookup(name, f"{where('free')}")
         except parameters.ParameterError as err:
             raise CalibrationError(str(err)) from None
         if p.kind == "choice":
-            raise CalibrationError(f"{path}: free names {name!r}, a choice; only numeric parameters can be fitted.")
-    if len(set(free)) != len(free):
-        raise CalibrationError(f"{path}: free lists a parameter more than once.")
+            raise CalibrationError(
+                f"{where('free')}: {name!r} is a choice parameter; only numeric parameters can be fitted."
+            )
+    repeated = sorted({n for n in free if list(free).count(n) > 1})
+    if repeated:
+        raise CalibrationError(f"{where('free')}: {', '.join(repeated)} is listed more than once; list each once.")
     return CalibrationSpec(**{**data, "free": tuple(free)}, path=path)
 
 
@@ -311,11 +325,16 @@ class Fit:
         return self.result.last.weights
 
     def medians(self) -> dict[str, float]:
-        """The weighted posterior median of each parameter, rounded as written."""
+        """The weighted posterior median of each parameter."""
         return {
-            name: float(f"{weighted_quantile(self.posterior[:, j], self.weights, 0.5):.6g}")
+            name: weighted_quantile(self.posterior[:, j], self.weights, 0.5)
             for j, name in enumerate(self.problem.names)
         }
+
+    def point(self) -> dict[str, float]:
+        """The default values: the final population's best particle (smallest distance), as written."""
+        best = int(np.argmin(self.result.last.distances))
+        return {name: float(f"{v:.6g}") for name, v in zip(self.problem.names, self.posterior[best], strict=True)}
 
 
 def weighted_quantile(values, weights, q: float) -> float:

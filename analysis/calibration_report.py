@@ -87,7 +87,7 @@ def fit_record(fit: Fit) -> dict:
         "executor": fit.executor,
         "workers": fit.workers,
         "runtime_s": round(fit.runtime, 1),
-        "point": "posterior median",
+        "point": "the final population's particle with the smallest distance",
         "facts": [t.id for t in fit.problem.facts],
     }
 
@@ -96,11 +96,11 @@ def calibrated_toml(fit: Fit) -> str:
     """The text of sim/calibrated.toml: [values] (the posterior medians) and [fit]."""
     lines = [
         "# Written by `make calibrate` (python -m analysis calibrate); see docs/calibration.md.",
-        "# sim/parameters.py reads [values], the posterior medians of the free parameters, as their defaults;",
+        "# sim/parameters.py reads [values], the posterior's best particle, as the free parameters' defaults;",
         "# the posterior itself is sim/posterior.csv.",
         "",
         "[values]",
-        *(f"{name} = {value!r}" for name, value in fit.medians().items()),
+        *(f"{name} = {value!r}" for name, value in fit.point().items()),
         "",
         "[fit]",
     ]
@@ -160,7 +160,7 @@ def marginals_figure(fit: Fit):
         ax.plot(grid_x, density, color="grey", lw=1.2, label="prior")
         posterior = fit.posterior[:, j]
         ax.hist(posterior, bins=30, weights=fit.weights, density=True, color="C0", alpha=0.6, label="posterior")
-        ax.axvline(fit.medians()[p.name], color="C3", lw=1, label="median (default)")
+        ax.axvline(fit.point()[p.name], color="C3", lw=1, label="default (best particle)")
         ax.set(xlim=(p.low, p.high), xlabel=f"{p.name} ({p.unit})", yticks=[])
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
@@ -256,7 +256,9 @@ def markdown(fit: Fit, point_facts: np.ndarray, figures_dir: str = "figures") ->
         f"- generations: {len(fit.result.generations)}; final tolerance {last.epsilon:.3g}; stopped because "
         f"{fit.result.stopped}",
         f"- posterior: {len(last.particles)} particles, effective sample size {last.ess:.0f}",
-        "- point values (sim/calibrated.toml): the weighted posterior median of each parameter",
+        "- point values (sim/calibrated.toml): the final population's particle with the smallest distance, a "
+        "joint setting on the ridge the facts allow (the marginal medians of parameters the facts tie together "
+        "can fall off it)",
         "- command: `python -m analysis calibrate` (analysis/calibration.toml); the history is in "
         "`results/calibration/` (history.parquet: every generation's particles, weights, distances and facts)",
         "",
@@ -265,13 +267,14 @@ def markdown(fit: Fit, point_facts: np.ndarray, figures_dir: str = "figures") ->
         "Posterior median and 95% interval; spread: posterior to prior standard deviation on the logit scale "
         f"(below {IDENTIFIED:g}: identified by the facts; above {FREE:g}: left about as free as the prior).",
         "",
-        "| parameter | range | declared | median | 95% interval | spread | the facts |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| parameter | range | declared | default | median | 95% interval | spread | the facts |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for _, row in ident.iterrows():
         p = parameters.REGISTRY[row["parameter"]]
         lines.append(
-            f"| `{p.name}` | {p.low:g} – {p.high:g} ({p.unit}) | {row['declared']:g} | {row['median']:.4g} | "
+            f"| `{p.name}` | {p.low:g} – {p.high:g} ({p.unit}) | {row['declared']:g} | {fit.point()[p.name]:.4g} | "
+            f"{row['median']:.4g} | "
             f"{row['low']:.4g} – {row['high']:.4g} | {row['spread_ratio']:.2f} | {row['verdict']} |"
         )
     pairs = correlated_pairs(fit)
@@ -303,7 +306,7 @@ def markdown(fit: Fit, point_facts: np.ndarray, figures_dir: str = "figures") ->
         "## Calibration facts",
         "",
         "Posterior: weighted median and 95% interval of each fact over the final particles (the same cohorts); "
-        "point: the fact at the posterior medians.",
+        "at the point: the fact at the default values (the best particle).",
         "",
         "| fact | published | band | posterior median | 95% interval | at the point | status at the point |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -329,10 +332,10 @@ def write_all(fit: Fit, toml: Path, posterior: Path, report: Path, history: Path
     write_posterior(fit, posterior)
     toml.write_text(calibrated_toml(fit), encoding="utf-8")
     written = write_history(fit, history)
-    point = fit.problem.fact_values(np.array([list(fit.medians().values())]))[0]
+    point = fit.problem.fact_values(np.array([list(fit.point().values())]))[0]
     figures = write_figures(fit, report.parent / "figures")
     report.write_text(markdown(fit, point), encoding="utf-8")
     missed = [t.id for t, v in zip(fit.problem.facts, point, strict=True) if not t.contains(v)]
     log(f"wrote {posterior}, {toml}, {report} (and {len(figures)} figure files), {', '.join(map(str, written))}")
     if missed:
-        log(f"at the posterior medians these calibration facts miss their band: {', '.join(missed)}")
+        log(f"at the default (best particle) these calibration facts miss their band: {', '.join(missed)}")

@@ -67,9 +67,7 @@ CAVEATS: dict[str, str] = {
     "nhs_mean_sessions": (
         "as for nhs_recovery, routine_care's course settings were chosen with the NHS figures in view."
     ),
-    "single_session_share": (
-        "routine_care's early_risk_amplifier was chosen with the routine-care figures in view."
-    ),
+    "single_session_share": ("routine_care's early_risk_amplifier was chosen with the routine-care figures in view."),
 }
 
 
@@ -125,7 +123,9 @@ def posterior_predictive(targets, sc, k: int, clients: int, therapists: int, see
     from sim.posterior import posterior_sets
 
     sets = posterior_sets(sc.params, k, seed, keep=set(sc.overrides))
-    values = np.concatenate([simulate_facts(targets, [ps], clients, therapists, seed, [r])[:, 0, :] for r, ps in enumerate(sets)])
+    values = np.concatenate(
+        [simulate_facts(targets, [ps], clients, therapists, seed, [r])[:, 0, :] for r, ps in enumerate(sets)]
+    )
     rows = []
     for j, t in enumerate(targets):
         v = values[:, j][np.isfinite(values[:, j])]

@@ -23,14 +23,16 @@ closed-form versions. Constants are restated, not imported; the parameters come 
 (:func:`sim.parameters.resolve`) and the expected-recovery curve from the file the engine reads
 (``sim/expected_recovery.toml``), both data that calibration rewrites.
 
-Translated from the git blobs ``sim/dynamics.py`` 40a17c4a0a9f8a6969e414c00de8691f05c58d29 (the numba
+Translated from the git blobs ``sim/dynamics.py`` 3447433d4d2e30f9d68a8a6c8290afb381735758 (the numba
 kernel ``_advance`` and ``_attribute``), ``sim/dyads.py`` 181300c94323a9da1ce6837541e664dc47039621,
-``sim/population.py`` 25ec4fe2ff74809989ae6f7f5f59495779014a12, ``sim/reasons.py``
-0502a4627a91c8d34841395e6fe6b55bd7c83308, ``sim/expected.py`` f6eb742e1a5e97258c837710d8bd8435843f1726,
+``sim/population.py`` cbc43272b7d8da4386c982af61ddd9158ee1cbdd, ``sim/reasons.py``
+a939ec3cce675696a44da71f40678a12cb70ad0d, ``sim/expected.py`` f6eb742e1a5e97258c837710d8bd8435843f1726,
 ``sim/followup.py`` afbd06709a59b253fa65d09a1af2d3b62c0ebdec, ``sim/outcomes.py``
-4143dcadeef1d2cad33269371e4d2cf190b5c762, ``sim/run.py`` fb75e2ccdb55722b519f925ce2a61f0f607a4816 and
-``sim/matching.py`` 86e8ad71617ca82474b3704686cb686e764bfad6 (commit 2374612); first written from the
-array version of the kernel, blob ``3e44b1d3d76efdbce5b62e59802c0f6028c9498d``.
+ce4ce5ddcc3ba780ac7e5d043396cf9a1358026c, ``sim/run.py`` 76dd31444f6ea3bc4dd6881be65f9de1a0b9b4a9 and
+``sim/matching.py`` 86e8ad71617ca82474b3704686cb686e764bfad6 (commit ad42ff5); first written from the
+array version of the kernel, blob ``3e44b1d3d76efdbce5b62e59802c0f6028c9498d``. Where the engine
+computes a number another way for speed (a missed session's shares from three exponentials, the
+expected-recovery curve's decay looked up from a table), the reference keeps the formula.
 
 Example:
     >>> from benchmarks.reference_model import ReferenceTherapyModel
@@ -80,7 +82,7 @@ REASONS = (
 """Dropout reasons, in the order of the engine's per-reason shares."""
 DROPOUT_CAUSES = ("", *REASONS)
 """A dropout's main reason ("" for clients who did not drop out)."""
-HAZARD_TERMS = ("alliance", "rupture", "engagement", "barriers", "missed", "improved")
+HAZARD_TERMS = ("alliance", "rupture", "engagement", "barriers", "missed", "improved", "breaks")
 """The dropout hazard's terms, in the order :meth:`RefClient.dropout_terms` returns them."""
 TERM_REASON = {
     "alliance": "weak_alliance",
@@ -88,11 +90,14 @@ TERM_REASON = {
     "engagement": "low_engagement",
     "barriers": "practical_barriers",
     "improved": "felt_better",
+    "breaks": "therapy_breaks",
 }
 """The reason each hazard term is put down to; "missed" is credited back to why sessions were missed."""
 MISS_CAUSES = ("practical_barriers", "low_engagement", "therapy_breaks", "life_circumstances")
 """What a missed session is put down to: the three attendance terms, then the background rate of missing."""
 BACKGROUND_REASON = "life_circumstances"  # the part of leaving that no risk in therapy explains
+RELATIONSHIP_REASONS = ("weak_alliance", "unrepaired_rupture", "therapy_breaks")
+"""Reasons of the category "dissatisfaction with the therapy or the relationship" (client surveys)."""
 RUPTURE_CAUSES = ("", "everyday strain", "confrontation", "withdrawal", "cultural misunderstanding", "a break")
 
 METRICS = (
@@ -106,6 +111,8 @@ METRICS = (
     "mean_change",
     "ruptures_per_client",
     "repair_share",
+    "alliance_dropout_d",
+    "relationship_share",
 )
 """Cohort metrics, named as in :data:`sim.outcomes.METRICS` (:func:`cohort_metrics` returns them all)."""
 
@@ -429,8 +436,8 @@ class RefClient(mesa.Agent):
                     self.miss_credit[cause] += share
         flagged = attended and self.therapist.uses_feedback and self.off_track
 
-        # A cancelled week dents trust and adds to an abandonment reaction that raises the risk of
-        # a rupture at the sessions after it.
+        # A cancelled week dents trust and adds to an abandonment reaction that, until later sessions
+        # fade it, lowers attendance and raises the risks of a rupture and of leaving.
         if cancelled:
             self.bond = max(self.bond - self.break_dent, 0.0)
             self.abandonment += 1.0
@@ -576,8 +583,10 @@ class RefClient(mesa.Agent):
 
         Each is a risk that is zero when its factor is absent (an alliance at or above the
         reference, no open rupture, full engagement, no barriers, no missed session, no felt
-        improvement); the therapist's retention skill removes part of each, and each weighs more
-        before the client has attended ``early_phase_sessions`` sessions.
+        improvement, no cancelled week still felt); the therapist's retention skill removes part of
+        each, and each weighs more before the client has attended ``early_phase_sessions`` sessions.
+        The reaction to breaks is the abandonment reaction that raises the rupture risk, weighing
+        more for anxious clients.
         """
         p = self.model.p
         scale = self.hold * (1.0 + p["early_risk_amplifier"] * (self.sessions < p["early_phase_sessions"]))
@@ -589,6 +598,7 @@ class RefClient(mesa.Agent):
             p["dropout_barriers"] * self.barriers * scale,
             p["dropout_missed"] * self.missed_run * scale,
             p["dropout_improved"] * felt * scale,
+            p["dropout_breaks"] * (1.0 + p["anxious_break_sensitivity"] * self.anxiety) * self.abandonment * scale,
         ]
 
     def dropout_reasons(self, terms: list[float]) -> dict[str, float]:
@@ -783,14 +793,29 @@ def _pearson(pairs) -> float:
     return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else _NAN
 
 
+def _cohens_d(first, second) -> float:
+    """Cohen's d of two samples, ``first`` minus ``second``, over their pooled standard deviation."""
+    first, second = list(first), list(second)
+    df = len(first) + len(second) - 2
+    if not first or not second or df < 1:
+        return _NAN
+    m1, m2 = _mean(first), _mean(second)
+    pooled = (math.fsum((x - m1) ** 2 for x in first) + math.fsum((x - m2) ** 2 for x in second)) / df
+    return (m1 - m2) / math.sqrt(pooled) if pooled > 0 else _NAN
+
+
 def cohort_metrics(outcomes: list[dict[str, Any]]) -> dict[str, float]:
     """Cohort metrics from per-client outcomes, with the definitions of :mod:`sim.outcomes`.
 
     Rates of improvement, deterioration and recovery are over finished courses (two or more
     sessions), recovery over finished courses at caseness at intake; dropout is over all clients.
+    The early alliance's d compares the clients who attended a session and did not drop out with
+    those who did; the relationship's share is that of dropouts whose main reason is one of
+    :data:`RELATIONSHIP_REASONS`.
     """
     finished = [o for o in outcomes if o["sessions_attended"] >= FINISHED_SESSIONS]
     seen = [o for o in outcomes if o["sessions_attended"] > 0]
+    dropouts = [o for o in outcomes if o["end_type"] == "dropout"]
     ruptures = sum(o["ruptures"] for o in outcomes)
 
     def change(o):
@@ -807,6 +832,11 @@ def cohort_metrics(outcomes: list[dict[str, Any]]) -> dict[str, float]:
         "mean_change": _mean(change(o) for o in outcomes),
         "ruptures_per_client": ruptures / len(outcomes),
         "repair_share": sum(o["repairs"] for o in outcomes) / ruptures if ruptures else _NAN,
+        "alliance_dropout_d": _cohens_d(
+            (o["early_alliance"] for o in seen if o["end_type"] != "dropout"),
+            (o["early_alliance"] for o in seen if o["end_type"] == "dropout"),
+        ),
+        "relationship_share": _mean(o["dropout_cause"] in RELATIONSHIP_REASONS for o in dropouts),
     }
 
 

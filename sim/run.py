@@ -152,6 +152,7 @@ def simulate(
     therapists: int | None = None,
     seed: int | None = None,
     overrides: dict[str, Any] | None = None,
+    posterior: int | None = None,
 ) -> RunResult:
     """Run one scenario and return its tables as DataFrames.
 
@@ -160,6 +161,11 @@ def simulate(
         clients, therapists, seed: override the scenario's run settings; clients alone keeps the
             scenario's caseload (the therapists scale with it).
         overrides: parameter values to change, validated against the registry.
+        posterior: run this many cohorts instead of one, cohort r (replicate r of the seed) with the
+            free parameters of the r-th draw from the posterior (sim/posterior.csv; the scenario's and
+            ``overrides``' own settings stay). The tables stack the cohorts with a ``replicate``
+            column; the summary gives each metric's mean over them and, under ``intervals``, its
+            2.5-97.5% range: parameter and stochastic uncertainty together.
 
     Example:
         >>> from sim import simulate
@@ -173,11 +179,7 @@ def simulate(
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario or "baseline")
     scenario = scenario.with_settings(clients=clients, therapists=therapists, seed=seed, overrides=overrides)
-    cohort = Cohort(scenario.params, scenario.clients, scenario.therapists, scenario.seed, record=True).run()
-    outcomes = client_outcomes(cohort)
-    metrics = {k: float(v[0]) for k, v in cohort_metrics(outcomes).items()}
-    summary = {
-        **metrics,
+    header = {
         "scenario": scenario.name,
         "seed": scenario.seed,
         "clients": scenario.clients,
@@ -185,10 +187,47 @@ def simulate(
         "overrides": scenario.overrides,
         "version": package_version(),
     }
+    if posterior:
+        return _simulate_posterior(scenario, posterior, header)
+    cohort = Cohort(scenario.params, scenario.clients, scenario.therapists, scenario.seed, record=True).run()
+    outcomes = client_outcomes(cohort)
+    metrics = {k: float(v[0]) for k, v in cohort_metrics(outcomes).items()}
     return RunResult(
         clients=records.clients_table(cohort, outcomes),
         sessions=records.sessions_table(cohort),
         events=records.events_table(cohort),
-        summary=summary,
+        summary={**metrics, **header},
+        cohort=cohort,
+    )
+
+
+def _simulate_posterior(scenario, k: int, header: dict[str, Any]) -> RunResult:
+    import pandas as pd
+
+    from sim import records
+    from sim.posterior import posterior_sets
+
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(f"posterior = {k!r}: use an integer of 2 or more (the number of posterior draws)")
+    sets = posterior_sets(scenario.params, k, scenario.seed, keep=set(scenario.overrides))
+    tables: dict[str, list] = {"clients": [], "sessions": [], "events": []}
+    per_replicate = []
+    cohort = None
+    for r, ps in enumerate(sets):
+        cohort = Cohort(ps, scenario.clients, scenario.therapists, scenario.seed, replicate=r, record=True).run()
+        outcomes = client_outcomes(cohort)
+        per_replicate.append({name: float(v[0]) for name, v in cohort_metrics(outcomes).items()})
+        tables["clients"].append(records.clients_table(cohort, outcomes).assign(replicate=r))
+        tables["sessions"].append(records.sessions_table(cohort).assign(replicate=r))
+        tables["events"].append(records.events_table(cohort).assign(replicate=r))
+    frame = pd.DataFrame(per_replicate)
+    summary = {name: float(frame[name].mean()) for name in frame}
+    intervals = {name: [float(frame[name].quantile(0.025)), float(frame[name].quantile(0.975))] for name in frame}
+    stacked = {name: pd.concat(frames, ignore_index=True) for name, frames in tables.items()}
+    return RunResult(
+        clients=stacked["clients"],
+        sessions=stacked["sessions"],
+        events=stacked["events"],
+        summary={**summary, **header, "posterior": k, "intervals": intervals},
         cohort=cohort,
     )

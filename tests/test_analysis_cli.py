@@ -40,8 +40,10 @@ def _validate(tmp_path: Path, *extra: str) -> list[str]:
 
 
 def _calibrate(tmp_path: Path, *extra: str) -> list[str]:
-    args = ["calibrate", "--replicates", "1", "--clients", "40", "--max-nfev", "1", "--free", "dropout_base"]
-    return [*args, "--toml", str(tmp_path / "c.toml"), "--report", str(tmp_path / "c.md"), *extra]
+    args = ["calibrate", "--replicates", "1", "--clients", "40", "--population", "10", "--generations", "1"]
+    args += ["--free", "dropout_base", "--executor", "serial", "--quiet", "--out", str(tmp_path / "history")]
+    files = ["--toml", str(tmp_path / "c.toml"), "--report", str(tmp_path / "c.md")]
+    return [*args, *files, "--posterior", str(tmp_path / "p.csv"), *extra]
 
 
 def _exit_status(argv: list[str], capsys) -> tuple[int, str]:
@@ -150,11 +152,12 @@ def test_validate_uses_the_therapists_given(tmp_path, capsys):
     [
         (["--replicates", "0"], ["--replicates", "0 must be at least 1"]),
         (["--clients", "0"], ["--clients", "0 must be at least 1"]),
-        (["--max-nfev", "0"], ["--max-nfev", "0 must be at least 1"]),
-        (["--therapists", "0"], ["--therapists", "0 must be at least 2"]),
+        (["--population", "0"], ["--population", "0 must be at least 1"]),
+        (["--population", "5"], ["population = 5 is not allowed"]),
+        (["--generations", "0"], ["--generations", "0 must be at least 1"]),
         (["--seed", "-1"], ["--seed", "-1 must be at least 0"]),
     ],
-    ids=["no-replicates", "no-clients", "no-evaluations", "no-therapists", "negative-seed"],
+    ids=["no-replicates", "no-clients", "no-population", "tiny-population", "no-generations", "negative-seed"],
 )
 def test_calibrate_refuses_bad_numbers(tmp_path, capsys, extra, expected):
     status, err = _exit_status(_calibrate(tmp_path, *extra), capsys)
@@ -166,7 +169,7 @@ def test_calibrate_refuses_bad_numbers(tmp_path, capsys, extra, expected):
     ("free", "expected"),
     [
         (["no_such_parameter"], ["no_such_parameter", "python -m sim params"]),
-        (["matching_policy"], ["matching_policy", "only numeric parameters"]),
+        (["matching_policy"], ["matching_policy", "only numeric parameters can be fitted"]),
         (["dropout_base", "dropout_base"], ["dropout_base", "more than once"]),
     ],
     ids=["unknown", "choice", "repeated"],
@@ -181,6 +184,7 @@ def test_calibrate_refuses_a_directory_as_the_toml_file_before_fitting(tmp_path,
     status, err = _exit_status([*_calibrate(tmp_path), "--toml", str(tmp_path)], capsys)
     _assert_usage_error(status, err, "--toml", "is a directory")
     assert not (tmp_path / "c.md").exists(), "refused before the fit, so no report either"
+    assert not (tmp_path / "history").exists()
 
 
 # ── what CI sees ────────────────────────────────────────────────────────────────────────────

@@ -42,7 +42,7 @@ from benchmarks.reference_model import (
     shapley,
     truncated_normal,
 )
-from sim import dynamics, expected, followup, population, reasons
+from sim import dynamics, expected, followup, outcomes, population, reasons
 from sim.engine import Cohort
 from sim.outcomes import cohort_metrics
 from sim.parameters import resolve
@@ -64,6 +64,7 @@ ORACLE_METRICS = (
     "mean_sessions",
     "mean_alliance",
     "alliance_outcome_r",
+    "alliance_dropout_d",
     "not_on_track_rate",
     "early_change",
     "sudden_gains_per_client",
@@ -72,11 +73,12 @@ ORACLE_METRICS = (
     "improvement_reason_share",
     "circumstances_reason_share",
     "dissatisfaction_reason_share",
+    "relationship_share",
 )
 REASON_GROUPS = {
     "improvement_reason_share": ("felt_better",),
     "circumstances_reason_share": ("practical_barriers", "life_circumstances"),
-    "dissatisfaction_reason_share": ("weak_alliance", "unrepaired_rupture", "therapy_breaks"),
+    "dissatisfaction_reason_share": ref.RELATIONSHIP_REASONS,
 }
 
 
@@ -122,7 +124,7 @@ def _as_arrays(outcomes: list[dict]) -> dict[str, np.ndarray]:
 
 
 def _per_client_sums(metric: str, c: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:  # noqa: PLR0911
-    """Per-client terms whose cluster sums determine ``metric``; 'ratio' (sum y / sum n) or 'corr'."""
+    """Per-client terms whose cluster sums determine ``metric``; 'ratio' (sum y / sum n), 'corr' or 'd'."""
     sessions = c["sessions_attended"]
     change = c["intake_phq9"] - c["final_phq9"]
     finished = sessions >= 2
@@ -159,6 +161,12 @@ def _per_client_sums(metric: str, c: dict[str, np.ndarray]) -> tuple[np.ndarray,
     if metric in REASON_GROUPS:  # the mean share of a category over dropouts
         columns = [REASONS.index(r) for r in REASON_GROUPS[metric]]
         return ratio(c["reason_shares"][:, columns].sum(axis=1), dropped)
+    if metric == "relationship_share":  # dropouts whose main reason is the relationship
+        causes = [DROPOUT_CAUSES.index(r) for r in ref.RELATIONSHIP_REASONS]
+        return ratio(np.isin(c["dropout_cause"], causes), dropped)
+    if metric == "alliance_dropout_d":  # early alliance, clients seen who stayed minus those who left
+        x, a, b = np.nan_to_num(c["early_alliance"]), (seen & ~dropped).astype(float), (seen & dropped).astype(float)
+        return np.stack([a, a * x, a * x * x, b, b * x, b * x * x], axis=1), "d"
     if metric == "alliance_outcome_r":
         x, y, m = np.nan_to_num(c["early_alliance"]), change.astype(float), seen.astype(float)
         return np.stack([m, m * x, m * y, m * x * x, m * y * y, m * x * y], axis=1), "corr"
@@ -168,6 +176,10 @@ def _per_client_sums(metric: str, c: dict[str, np.ndarray]) -> tuple[np.ndarray,
 def _statistic(totals: np.ndarray, kind: str) -> np.ndarray:
     if kind == "ratio":
         return totals[..., 0] / totals[..., 1]
+    if kind == "d":  # Cohen's d with the pooled standard deviation
+        n_a, s_a, ss_a, n_b, s_b, ss_b = np.moveaxis(totals, -1, 0)
+        pooled = (ss_a - s_a * s_a / n_a + ss_b - s_b * s_b / n_b) / (n_a + n_b - 2)
+        return (s_a / n_a - s_b / n_b) / np.sqrt(pooled)
     n, sx, sy, sxx, syy, sxy = np.moveaxis(totals, -1, 0)
     return (sxy - sx * sy / n) / np.sqrt((sxx - sx * sx / n) * (syy - sy * sy / n))
 
@@ -218,6 +230,16 @@ def test_reference_metrics_follow_the_engine_definitions(baseline_runs):
             assert got == pytest.approx(value, rel=1e-9, abs=1e-12), f"{name}: reference {got} vs sim {value}"
 
 
+def test_oracle_statistics_follow_the_engine_definitions(baseline_runs):
+    """The pooled statistics the oracle compares are the engine's own metrics where it has them."""
+    engine, _, _ = baseline_runs
+    metrics = cohort_metrics({k: v[None, :] for k, v in engine.items()})
+    shared = [name for name in ORACLE_METRICS if name in metrics]
+    assert {"dropout_rate", "alliance_dropout_d", "relationship_share"} <= set(shared)
+    for name in shared:
+        assert estimate(name, engine)[0] == pytest.approx(float(metrics[name][0]), rel=1e-9), name
+
+
 def test_reference_constants_and_labels_match_the_engine():
     assert END_TYPES == dynamics.END_TYPES
     assert DROPOUT_CAUSES == dynamics.DROPOUT_CAUSES
@@ -229,6 +251,10 @@ def test_reference_constants_and_labels_match_the_engine():
     assert reasons.HAZARD_TERMS[reasons.MISSED_TERM] == "missed" and "missed" not in ref.TERM_REASON
     assert ref.MISS_CAUSES == reasons.MISS_CAUSES == tuple(REASONS[j] for j in reasons.MISS_REASON)
     assert ref.BACKGROUND_REASON == REASONS[reasons.LIFE]
+    assert ref.RELATIONSHIP_REASONS == tuple(r for r in REASONS if reasons.CATEGORY_OF[r] == "dissatisfaction")
+    assert [DROPOUT_CAUSES.index(r) for r in ref.RELATIONSHIP_REASONS] == outcomes.RELATIONSHIP_CAUSES
+    assert ref.METRICS == tuple(m.name for m in outcomes.METRICS), "the reference should report every cohort metric"
+    assert ref.FINISHED_SESSIONS == outcomes.FINISHED_SESSIONS
     assert (ref.CASENESS, ref.RELIABLE_CHANGE) == (dynamics.CASENESS, dynamics.RELIABLE_CHANGE)
     assert ref.EARLY_RESPONSE_SESSION == dynamics.EARLY_RESPONSE_SESSION
     assert ref.RESPONSIVENESS_RANGE == population.RESPONSIVENESS_RANGE
@@ -272,23 +298,26 @@ def test_textbook_shapley_matches_the_engine_and_its_properties():
     rng = random.Random(7)
     for _ in range(300):
         base = rng.uniform(-8.0, 2.0)
-        terms = _random_terms(rng, 6)
+        n = len(reasons.HAZARD_TERMS)
+        terms = _random_terms(rng, n)
         mine, background = shapley(base, terms)
-        engine = np.empty(6)
+        engine = np.empty(n)
         engine_background = reasons.shapley_shares(base, np.array(terms), engine)
         np.testing.assert_allclose(mine, engine, rtol=1e-9, atol=1e-12, err_msg=f"base {base}, terms {terms}")
         assert background == pytest.approx(engine_background, rel=1e-12)
         assert math.fsum(mine) + background == pytest.approx(1.0, abs=1e-12), "shares should sum to one"
         assert all(s == 0.0 for s, t in zip(mine, terms, strict=True) if t == 0.0), "an absent term gets zero"
         assert all(s > 0.0 for s, t in zip(mine, terms, strict=True) if t > 0.0), "a present risk gets a share"
-        j = rng.randrange(6)
+        j = rng.randrange(n)
         raised = terms[:j] + [terms[j] + 0.5] + terms[j + 1 :]
         assert shapley(base, raised)[0][j] > mine[j], f"raising term {j} should raise its share"
 
         three = _random_terms(rng, 3)
         attend = rng.uniform(0.0, 6.0)
         miss, miss_background = shapley(-attend, three)
-        np.testing.assert_allclose(reasons.miss_shares(attend, *three), [*miss, miss_background], rtol=1e-9, atol=1e-12)
+        # The engine takes the attendance odds exp(base) and builds every coalition's chance from them.
+        engine_miss = reasons.miss_shares(math.exp(attend), *three)
+        np.testing.assert_allclose(engine_miss, [*miss, miss_background], rtol=1e-9, atol=1e-12)
 
 
 def test_reference_curve_and_relapse_hazard_match_the_engine():
@@ -473,7 +502,17 @@ def test_reference_replays_the_engine_given_its_draws(replayed):
             np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9, equal_nan=True, err_msg=f"{case}, {key}")
     s = cohort.state
     for i, c in enumerate(model.client_agents):
-        for name in ("bond", "goal", "task", "disclosure", "hope", "engagement", "severity", "gain_pending"):
+        for name in (
+            "bond",
+            "goal",
+            "task",
+            "disclosure",
+            "hope",
+            "engagement",
+            "severity",
+            "gain_pending",
+            "abandonment",
+        ):
             assert getattr(c, name) == pytest.approx(getattr(s, name)[0, i], abs=1e-9), f"{case}, client {i}: {name}"
         assert c.well_run == s.well_run[0, i] and c.missed_run == s.missed_run[0, i], f"{case}, client {i}: runs"
         credit = [c.miss_credit[cause] for cause in ref.MISS_CAUSES]
@@ -498,8 +537,10 @@ def test_replayed_reasons_are_shares_of_each_dropout(replayed):
 
 def test_replay_covers_the_new_mechanisms():
     """The stress case exercises every branch the replay is meant to check, so its agreement means something."""
-    *_, o = _replayed("stress")
+    _, _, model, _, o = _replayed("stress")
     dropped = o["end_type"] == END_TYPES.index("dropout")
+    # A dropout's state is that of the week it left: the miss credit and the break reaction it left with.
+    leavers = [c for c in model.client_agents if c.end_type == "dropout"]
     counts = {
         "sudden gains": int(o["sudden_gains"].sum()),
         "reversed gains": int(o["gain_reversals"].sum()),
@@ -509,7 +550,11 @@ def test_replay_covers_the_new_mechanisms():
         "relapses": int(o["relapse"].sum()),
         "returns to caseness": int((o["caseness_week"] > 0).sum()),
         "good-enough endings": int((o["end_type"] == END_TYPES.index("good_enough")).sum()),
-        "dropouts with missed sessions put down to breaks": int(
+        "dropouts with missed sessions put down to breaks": sum(
+            c.missed_run > 0 and c.miss_credit["therapy_breaks"] > 0 for c in leavers
+        ),
+        "dropouts whose reaction to breaks raised the hazard": sum(c.abandonment > 0 for c in leavers),
+        "dropouts with a share for breaks": int(
             (o["reason_shares"][dropped, REASONS.index("therapy_breaks")] > 0).sum()
         ),
         "dropouts with a share for an unrepaired rupture": int(
