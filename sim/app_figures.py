@@ -11,6 +11,7 @@ shaded, means are over the clients attending that week (left out below
 from __future__ import annotations
 
 import math
+import textwrap
 from functools import lru_cache
 
 import numpy as np
@@ -179,7 +180,8 @@ def dropout_causes_figure(model: TherapyModel, ghost: TherapyModel | None = None
     ax.xaxis.get_major_locator().set_params(integer=True)
     so_far = " so far" if model.running else ""
     mix = category_mix(model)
-    title = f"Why clients left: {int(counts.sum())} of {model.cohort.n_clients}{so_far}" + (f"\n{mix}" if mix else "")
+    title = f"Why clients left: {int(counts.sum())} of {model.cohort.n_clients}{so_far}"
+    title += "".join(f"\n{line}" for line in textwrap.wrap(mix, 48))
     ax.set(xlabel="clients (main reason of each dropout)")
     ax.set_title(title, fontsize="medium")
     if ghost is not None:
