@@ -14,6 +14,7 @@ import pandas as pd
 
 from analysis.figures import plain_text, plt, save
 from analysis.sensitivity import replicate_means
+from sim.display import parameter_label
 
 # Index columns drawn as bars, with their interval columns, per method.
 BARS = {
@@ -26,18 +27,16 @@ BARS = {
 
 def _label(manifest: dict[str, Any], output: str) -> tuple[str, str]:
     """Label and unit of an output, from the manifest's metric table."""
-    metrics = manifest.get("metrics")
-    meta = metrics.get(output) if isinstance(metrics, dict) else None
-    meta = meta if isinstance(meta, dict) else {}
-    return plain_text(meta.get("label", output.replace("_", " ")), 60), plain_text(meta.get("unit", ""), 40)
+    meta = manifest.get("metrics", {}).get(output, {})
+    return meta.get("label", output.replace("_", " ")), meta.get("unit", "")
 
 
 def _param_label(name: str) -> str:
-    """A parameter's name with its unit from the registry, if it is a registry parameter."""
+    """A parameter's readable name (:func:`sim.display.parameter_label`) with its unit from the registry."""
     from sim.parameters import REGISTRY
 
     param = REGISTRY.get(name)
-    return f"{name} ({param.unit})" if param else plain_text(name, 50)
+    return f"{parameter_label(name)} ({param.unit})" if param else plain_text(name, 50)
 
 
 def index_bars(table: pd.DataFrame, bars: list[tuple[str, str, str]], title: str, xlabel: str):
@@ -49,7 +48,7 @@ def index_bars(table: pd.DataFrame, bars: list[tuple[str, str, str]], title: str
     height = 0.8 / k
     for i, (col, conf, label) in enumerate(bars):
         ax.barh(y + (i - (k - 1) / 2) * height, table[col], height, xerr=table[conf], capsize=2, label=label)
-    ax.set_yticks(y, [plain_text(p, 50) for p in table["parameter"]])
+    ax.set_yticks(y, [plain_text(parameter_label(p), 50) for p in table["parameter"]])
     ax.axvline(0, color="grey", lw=0.8)
     ax.set(xlabel=xlabel, title=title)
     ax.legend(frameon=False, loc="lower right")
@@ -67,13 +66,8 @@ def morris_plot(table: pd.DataFrame, title: str, unit: str):
     # Label the parameters that matter; the crowd near the origin would only overprint.
     labelled = table[table["mu_star"] >= 0.05 * table["mu_star"].max()]
     for _, row in labelled.iterrows():
-        ax.annotate(
-            plain_text(row["parameter"], 50),
-            (row["mu_star"], row["sigma"]),
-            fontsize=7,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
+        label = plain_text(parameter_label(row["parameter"]), 50)
+        ax.annotate(label, (row["mu_star"], row["sigma"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set(
         xlim=(0, top),
         ylim=(0, top),
@@ -112,7 +106,7 @@ def oat_ranges(table: pd.DataFrame, title: str, label: str):
     y = np.arange(len(table))
     ax.barh(y, table["max"] - table["min"], left=table["min"], color="C0", alpha=0.7)
     ax.axvline(table["base"].iloc[0], color="k", lw=1, label="base value")
-    ax.set_yticks(y, [plain_text(p, 50) for p in table["parameter"]])
+    ax.set_yticks(y, [plain_text(parameter_label(p), 50) for p in table["parameter"]])
     ax.set(xlabel=label, title=title)
     ax.legend(frameon=False)
     return fig
@@ -126,25 +120,12 @@ def histograms(manifest: dict[str, Any], outputs: pd.DataFrame, names: list[str]
     for ax, name in zip(axes.flat, names, strict=False):
         Y, _ = replicate_means(outputs, name, manifest["n_sets"])
         label, unit = _label(manifest, name)
-        values = Y[np.isfinite(Y)]
-        if len(values):
-            ax.hist(values, bins=_bins(values), color="C0")
-        else:
-            ax.text(0.5, 0.5, "no value in any parameter set", ha="center", va="center", transform=ax.transAxes)
+        ax.hist(Y[~np.isnan(Y)], bins=30, color="C0")
         ax.set(xlabel=f"{label} ({unit})" if unit else label, ylabel="parameter sets")
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{plain_text(manifest['name'])}: outputs over {manifest['n_sets']:,} parameter sets")
+    fig.suptitle(f"{manifest['name']}: outputs over {manifest['n_sets']:,} parameter sets")
     return fig
-
-
-def _bins(values: np.ndarray, most: int = 30) -> int:
-    """Histogram bins for ``values``: ``most``, or one when their range is too narrow to split (a float's width)."""
-    try:
-        np.histogram_bin_edges(values, bins=most)
-    except ValueError:  # "Too many bins for data range": values that differ only in their last bits
-        return 1
-    return most
 
 
 def figures(
@@ -160,7 +141,7 @@ def figures(
         rows = table[table["output"] == output]
         if "parameter_2" in rows:
             rows = rows[rows["parameter_2"].isna()]
-        title = f"{plain_text(manifest['name'])}: {label}"
+        title = f"{manifest['name']}: {label}"
         if method in BARS:
             if rows[BARS[method][0][0]].isna().all():
                 continue
@@ -172,12 +153,8 @@ def figures(
             fig = morris_plot(rows, title, unit or "output units")
         elif method == "grid":
             Y, _ = replicate_means(outputs, output, manifest["n_sets"])
-            if np.isnan(Y).all():
-                continue
             fig = grid_heatmap(sample, names, Y, title, full)
         else:
-            if rows["effect_range"].isna().all():
-                continue
             fig = oat_ranges(rows, title, full)
         paths += save(fig, out, f"{method}_{output}")
     return paths
