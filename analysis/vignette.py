@@ -186,13 +186,14 @@ def course_lines(sessions: pd.DataFrame, events: pd.DataFrame, intake_phq9: int)
 MINOR_SHARE = 0.05  # reasons with a smaller share of a dropout are left out of its account
 
 
-def reasons_text(row: pd.Series) -> str:
-    """What pushed a client out, in plain words with the shares of the reasons.
+def reasons_text(row: pd.Series, sessions: pd.DataFrame | None = None) -> str:
+    """What pushed a client out, in plain words with the shares of the reasons and what showed them.
 
-    "mostly practical barriers (62%); fading engagement (25%) and an unrepaired rupture (13%) added
-    to it (as clients report it: practical or circumstantial constraints)", from the clients
-    table's ``share_<reason>`` columns (a dropout's shares sum to one); the main reason's words
-    alone when the table has no shares.
+    "mostly practical barriers (62%: missed 3 of the last 4 weeks); an unrepaired rupture (25%: the
+    rupture of week 6 still open) added to it (as clients report it: practical or circumstantial
+    constraints)", from the clients table's ``share_<reason>`` columns (a dropout's shares sum to
+    one) and, given the client's rows of the sessions table, the course that shows each reason; the
+    main reason's words alone when the table has no shares.
     """
     cause = row["dropout_cause"]
     main = DROPOUT_TEXT.get(cause, str(cause).replace("_", " "))
@@ -201,15 +202,51 @@ def reasons_text(row: pd.Series) -> str:
         return main
     order = sorted(shares, key=shares.get, reverse=True)
     lead = order[0]
-    text = f"{'mostly' if shares[lead] >= 0.5 else 'above all'} {REASON_TEXT[lead]} ({shares[lead]:.0%})"
-    others = [f"{REASON_TEXT[r]} ({shares[r]:.0%})" for r in order[1:] if shares[r] >= MINOR_SHARE]
+    seen = _evidence(row, sessions) if sessions is not None else {}
+
+    def part(reason: str) -> str:
+        shown = seen.get(reason)
+        return f"{REASON_TEXT[reason]} ({shares[reason]:.0%}{': ' + shown if shown else ''})"
+
+    text = f"{'mostly' if shares[lead] >= 0.5 else 'above all'} {part(lead)}"
+    others = [part(r) for r in order[1:] if shares[r] >= MINOR_SHARE]
     if others:
         joined = others[0] if len(others) == 1 else ", ".join(others[:-1]) + f" and {others[-1]}"
         text += f"; {joined} added to it"
     return f"{text} (as clients report it: {CATEGORY_TEXT[CATEGORY_OF[lead]]})"
 
 
-def ending_text(row: pd.Series, followup_weeks: int | None = None, planned_sessions: int | None = None) -> str:
+def _evidence(row: pd.Series, sessions: pd.DataFrame) -> dict[str, str]:
+    """What in the client's course shows each reason, in a few words (the sessions table's rows of one client)."""
+    weeks = sessions.sort_values("session")
+    last = weeks.tail(4)
+    missed = last["event"].astype(str).str.contains("missed").sum()
+    broken = weeks["event"].astype(str).str.contains("cancelled|holiday").sum()
+    attended = weeks[weeks["attended"]]
+    out: dict[str, str] = {}
+    if missed:
+        out["practical_barriers"] = out["low_engagement"] = f"missed {missed} of the last {len(last)} weeks"
+    if broken:
+        out["therapy_breaks"] = f"{broken} cancelled or holiday {'week' if broken == 1 else 'weeks'}"
+    ruptures = weeks[weeks["event"].astype(str).str.contains("rupture")]
+    if row["ruptures"] > row["repairs"] and len(ruptures):
+        out["unrepaired_rupture"] = f"the rupture of week {int(ruptures['session'].iloc[-1])} still open"
+    if len(attended):
+        out["weak_alliance"] = (
+            f"alliance {attended['alliance'].iloc[-1]:.0f} on the WAI-SR at the last session, below 48"
+        )
+        phq = attended["phq9"].dropna()
+        if len(phq) and phq.iloc[-1] < row["intake_phq9"]:
+            out["felt_better"] = f"PHQ-9 down from {int(row['intake_phq9'])} to {int(phq.iloc[-1])}"
+    return out
+
+
+def ending_text(
+    row: pd.Series,
+    followup_weeks: int | None = None,
+    planned_sessions: int | None = None,
+    sessions: pd.DataFrame | None = None,
+) -> str:
     """Why and when the course ended, and where the client's symptoms stood after it.
 
     A completed course ended either with every planned session attended or, with sessions missed
@@ -218,7 +255,11 @@ def ending_text(row: pd.Series, followup_weeks: int | None = None, planned_sessi
     """
     week, attended = row["end_session"], row["sessions_attended"]
     if row["end_type"] == "dropout":
-        how = f"The client dropped out in week {week}, after {attended} sessions attended: {reasons_text(row)}."
+        sessions_word = "session" if attended == 1 else "sessions"
+        how = (
+            f"The client dropped out in week {week}, after {attended} {sessions_word} attended: "
+            f"{reasons_text(row, sessions)}."
+        )
     elif row["end_type"] == "good_enough":
         how = f"Therapist and client ended by agreement in week {week}, after {attended} sessions: good enough."
     elif row["end_type"] == "completed":
@@ -333,7 +374,7 @@ def narrative(
         "",
         "## How it ended",
         "",
-        ending_text(row, followup_weeks, planned_sessions),
+        ending_text(row, followup_weeks, planned_sessions, own),
         "",
     ]
     if params is not None:
