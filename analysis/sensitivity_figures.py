@@ -27,8 +27,10 @@ BARS = {
 
 def _label(manifest: dict[str, Any], output: str) -> tuple[str, str]:
     """Label and unit of an output, from the manifest's metric table."""
-    meta = manifest.get("metrics", {}).get(output, {})
-    return meta.get("label", output.replace("_", " ")), meta.get("unit", "")
+    metrics = manifest.get("metrics")
+    meta = metrics.get(output) if isinstance(metrics, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    return plain_text(meta.get("label", output.replace("_", " ")), 60), plain_text(meta.get("unit", ""), 40)
 
 
 def _param_label(name: str) -> str:
@@ -66,8 +68,13 @@ def morris_plot(table: pd.DataFrame, title: str, unit: str):
     # Label the parameters that matter; the crowd near the origin would only overprint.
     labelled = table[table["mu_star"] >= 0.05 * table["mu_star"].max()]
     for _, row in labelled.iterrows():
-        label = plain_text(parameter_label(row["parameter"]), 50)
-        ax.annotate(label, (row["mu_star"], row["sigma"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            plain_text(parameter_label(row["parameter"]), 50),
+            (row["mu_star"], row["sigma"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     ax.set(
         xlim=(0, top),
         ylim=(0, top),
@@ -120,12 +127,25 @@ def histograms(manifest: dict[str, Any], outputs: pd.DataFrame, names: list[str]
     for ax, name in zip(axes.flat, names, strict=False):
         Y, _ = replicate_means(outputs, name, manifest["n_sets"])
         label, unit = _label(manifest, name)
-        ax.hist(Y[~np.isnan(Y)], bins=30, color="C0")
+        values = Y[np.isfinite(Y)]
+        if len(values):
+            ax.hist(values, bins=_bins(values), color="C0")
+        else:
+            ax.text(0.5, 0.5, "no value in any parameter set", ha="center", va="center", transform=ax.transAxes)
         ax.set(xlabel=f"{label} ({unit})" if unit else label, ylabel="parameter sets")
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{manifest['name']}: outputs over {manifest['n_sets']:,} parameter sets")
+    fig.suptitle(f"{plain_text(manifest['name'])}: outputs over {manifest['n_sets']:,} parameter sets")
     return fig
+
+
+def _bins(values: np.ndarray, most: int = 30) -> int:
+    """Histogram bins for ``values``: ``most``, or one when their range is too narrow to split (a float's width)."""
+    try:
+        np.histogram_bin_edges(values, bins=most)
+    except ValueError:  # "Too many bins for data range": values that differ only in their last bits
+        return 1
+    return most
 
 
 def figures(
@@ -141,7 +161,7 @@ def figures(
         rows = table[table["output"] == output]
         if "parameter_2" in rows:
             rows = rows[rows["parameter_2"].isna()]
-        title = f"{manifest['name']}: {label}"
+        title = f"{plain_text(manifest['name'])}: {label}"
         if method in BARS:
             if rows[BARS[method][0][0]].isna().all():
                 continue
@@ -153,8 +173,12 @@ def figures(
             fig = morris_plot(rows, title, unit or "output units")
         elif method == "grid":
             Y, _ = replicate_means(outputs, output, manifest["n_sets"])
+            if np.isnan(Y).all():
+                continue
             fig = grid_heatmap(sample, names, Y, title, full)
         else:
+            if rows["effect_range"].isna().all():
+                continue
             fig = oat_ranges(rows, title, full)
         paths += save(fig, out, f"{method}_{output}")
     return paths

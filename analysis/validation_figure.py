@@ -49,7 +49,8 @@ def forest_plot(table: pd.DataFrame, targets: Sequence[Target], out: Path, setti
     for ax, (rows, label, ref) in zip(axes[:, 0], panels, strict=True):
         _panel(ax, rows.reset_index(drop=True), label, ref)
     fig.suptitle(
-        f"Simulated ({settings['scenario']}, {settings['replicates']} replicates x {settings['clients']} clients) "
+        f"Simulated ({plain_text(settings['scenario'], 60)}, {settings['replicates']} replicates x "
+        f"{settings['clients']} clients) "
         "against published bands",
         fontsize=10,
     )

@@ -133,26 +133,35 @@ class WeekParams(NamedTuple):
         return cls(**{k: np.ascontiguousarray(np.asarray(p[k], dtype=float).ravel()) for k in cls._fields})
 
 
-class Draws(NamedTuple):
-    """The random numbers of every week; each field shape (n_weeks, n_clients).
+# Columns of the weekly draws, one per kind of decision (see :class:`Draws`).
+D_CANCEL, D_ATTEND, D_RUPTURE, D_REPAIR, D_ENDING, D_DROPOUT_DRAW = 0, 1, 2, 3, 4, 5
+D_DRIFT, D_MEASUREMENT, D_LIFE, D_GAIN, D_REVERSAL = 6, 7, 8, 9, 10
+DRAW_COLUMNS = (
+    "cancel",
+    "attend",  # logit of the uniform: u < expit(x) exactly when logit(u) < x, without exp
+    "rupture",
+    "repair",
+    "ending",
+    "dropout",  # logit of the uniform
+    "drift",  # standard normal
+    "measurement",  # standard normal
+    "life_event",
+    "gain",
+    "gain_reversal",
+)
 
-    The number of draws per week is fixed whatever the state, so drawing all weeks at once gives
-    the same numbers as drawing week by week.
+
+class Draws(NamedTuple):
+    """The random numbers of every week, client by client.
+
+    ``weekly`` is shaped (n_clients, n_weeks, len(DRAW_COLUMNS)): a client's whole course of draws lies
+    together in memory, so the kernel reads each dyad's weeks from one contiguous block (the block is
+    shared by every parameter set, and stays in cache while the sets run). The number of draws per
+    week is fixed whatever the state, so drawing all weeks at once gives the same numbers as drawing
+    week by week.
     """
 
-    cancel: np.ndarray
-    attend: np.ndarray
-    rupture: np.ndarray
-    repair: np.ndarray
-    ending: np.ndarray
-    dropout: np.ndarray
-    drift: np.ndarray  # standard normal
-    measurement: np.ndarray  # standard normal
-    life_event: np.ndarray
-    gain: np.ndarray
-    gain_reversal: np.ndarray
-    attend_logit: np.ndarray  # logit of ``attend``: u < expit(x) exactly when logit(u) < x, without exp
-    dropout_logit: np.ndarray  # logit of ``dropout``
+    weekly: np.ndarray
 
 
 def week(w: int, p: WeekParams, d: Dyads, s: State, r: Draws) -> tuple[np.ndarray, np.ndarray]:
@@ -248,6 +257,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                 s.miss_credit[k, i, 3],
             )
             ev, cause = 0, 0
+            rw = r.weekly[i]  # this client's draws, (n_weeks, columns)
             for w in range(first, last + 1):
                 if not active:
                     break
@@ -257,13 +267,13 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
 
                 # 1-2. Cancellations and holidays dent trust; attendance follows engagement, barriers and
                 # the reaction to a break. A missed session's chance is split over what lowered it.
-                cancelled = holiday or r.cancel[t, i] < cancel_risk
+                cancelled = holiday or rw[t, D_CANCEL] < cancel_risk
                 attended = False
                 missed = False
                 if not cancelled:
                     disengaged = p.engagement_attendance[k] * (1.0 - engagement)
                     broken = p.break_attendance[k] * abandonment
-                    attended = r.attend_logit[t, i] < attend_base - barrier_attend - disengaged - broken
+                    attended = rw[t, D_ATTEND] < attend_base - barrier_attend - disengaged - broken
                     missed = not attended
                     if missed:
                         m0, m1, m2, m3 = miss_shares(attend_odds, barrier_attend, disengaged, broken)
@@ -277,11 +287,11 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                 # 3. Ruptures (risk rises after cancelled weeks, the more of them the more, for anxious
                 # clients) and repair of an earlier one; a repair restores the bond, can leave it stronger.
                 break_risk = break_base * abandonment
-                rupture = attended and not pending and r.rupture[t, i] < d.rupture_static[k, i] + break_risk
+                rupture = attended and not pending and rw[t, D_RUPTURE] < d.rupture_static[k, i] + break_risk
                 repaired = False
                 if attended and pending:
                     p_repair = d.repair_open[k, i] + p.feedback_repair_boost[k] if flagged else d.repair_chance[k, i]
-                    repaired = r.repair[t, i] < p_repair
+                    repaired = rw[t, D_REPAIR] < p_repair
                 drop = d.rupture_drop[k, i] if rupture else 0.0
                 regain = pending_drop * bonus if repaired else 0.0
                 if rupture:
@@ -345,21 +355,21 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                     change -= p.improvement_rate[k] * response * dose * gate * engaged * stalled * severity
                     weakness = max(0.0, wat - alliance) / wat_eps
                     change += p.worsening_rate[k] * weakness * adapted
-                if r.life_event[t, i] < p.life_event_rate[k]:
+                if rw[t, D_LIFE] < p.life_event_rate[k]:
                     change += d.shock[k, i]
                     ev |= LIFE_EVENT
-                if gain_pending > 0.0 and r.gain_reversal[t, i] < p.sudden_gain_reversal[k]:
+                if gain_pending > 0.0 and rw[t, D_REVERSAL] < p.sudden_gain_reversal[k]:
                     change += gain_pending
                     gain_pending = 0.0
                     reversals += 1
                     ev |= GAIN_REVERSED
-                severity = min(max(severity + change + p.symptom_noise_sd[k] * r.drift[t, i], 0.0), 27.0)
+                severity = min(max(severity + change + p.symptom_noise_sd[k] * rw[t, D_DRIFT], 0.0), 27.0)
                 # A sudden gain: change at once, likelier when the client discloses and hopes, and
                 # after a repaired rupture; the alliance strengthens after it.
                 if attended:
                     turning = 1.0 + p.sudden_gain_trigger[k] * repaired
                     p_gain = p.sudden_gain_rate[k] * disclosure * hope * turning
-                    if r.gain[t, i] < p_gain:
+                    if rw[t, D_GAIN] < p_gain:
                         gained = p.sudden_gain_size[k] * severity
                         severity -= gained
                         gain_pending = gained
@@ -370,7 +380,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                 # The PHQ-9 given at the session; felt progress feeds hope, both feed engagement.
                 if attended:
                     ev |= ATTENDED
-                    score = min(max(np.rint(severity + p.measurement_error_sd[k] * r.measurement[t, i]), 0.0), 27.0)
+                    score = min(max(np.rint(severity + p.measurement_error_sd[k] * rw[t, D_MEASUREMENT]), 0.0), 27.0)
                     hope = _clip01(hope + p.progress_hope_weight[k] * (phq9 - score))
                     phq9 = score
                     attended_n += 1
@@ -409,7 +419,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                     attended
                     and well_run >= good_run
                     and attended_n >= p.good_enough_min_sessions[k]
-                    and r.ending[t, i] < p.good_enough_rate[k]
+                    and rw[t, D_ENDING] < p.good_enough_rate[k]
                 ):
                     end = 2
                     ev |= GOOD_ENOUGH
@@ -430,7 +440,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                     logit = p.dropout_base[k] + (
                         t_alliance + t_rupture + t_engagement + t_barriers + t_missed + t_improved + t_breaks
                     )
-                    if r.dropout_logit[t, i] < logit:
+                    if rw[t, D_DROPOUT_DRAW] < logit:
                         end = 3
                         ev |= DROPOUT
                         terms[0], terms[1], terms[2], terms[3] = t_alliance, t_rupture, t_engagement, t_barriers
