@@ -319,12 +319,16 @@ def scores_text(row: pd.Series, sessions: pd.DataFrame, events: pd.DataFrame, pa
             f"({row['final_phq9']}) is the last one taken, and outcomes are scored on it."
         )
     else:
-        last = f"the last session's {attended.iloc[-1]['phq9']:.0f} (week {int(attended.iloc[-1]['session'])})"
+        last = (
+            f"the last session's {attended.iloc[-1]['phq9']:.0f} (week {int(attended.iloc[-1]['session'])})"
+            if len(attended)
+            else "a session score"
+        )
         everyone = " (those who dropped out too, as a trial assesses everyone it enrolled)"
         parts.append(
             f"The end-of-course assessment ({row['final_phq9']}) is one more administration, given when the course "
             f"ended in week {row['end_session']} to every client{everyone}; recovery and reliable change are "
-            f"scored on it, not on {last if len(attended) else 'a session score'}, so the two can differ by "
+            f"scored on it, not on {last}, so the two can differ by "
             "measurement error and by what happened since."
         )
     return " ".join(parts)

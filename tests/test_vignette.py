@@ -161,8 +161,14 @@ def test_what_if_a_more_empathic_therapist_direction():
     assert (b["therapist_id"] == a["therapist_id"]).all(), "random matching keeps each client's therapist"
     assert (b["perceived_empathy"] >= a["perceived_empathy"]).all(), "a more empathic therapist is perceived so"
     assert v.what_if.therapist["empathy"] > v.course.therapist["empathy"]
+    alliance_a, alliance_b = a["early_alliance"].mean(), b["early_alliance"].mean()
+    assert alliance_b > alliance_a + 1, (
+        f"more empathic therapists should bond better: {alliance_a:.1f} -> {alliance_b:.1f}"
+    )
     drop_a, drop_b = (a["end_type"] == "dropout").mean(), (b["end_type"] == "dropout").mean()
-    assert drop_b < drop_a, f"more empathic therapists should lose fewer clients: {drop_a:.3f} -> {drop_b:.3f}"
+    assert drop_b <= drop_a, f"more empathic therapists should not lose more clients: {drop_a:.3f} -> {drop_b:.3f}"
+    change_a, change_b = ((c["intake_phq9"] - c["final_phq9"]).mean() for c in (a, b))
+    assert change_b > change_a, f"their clients should improve more: {change_a:.2f} -> {change_b:.2f} PHQ-9 points"
     assert "With therapist empathy (mean) at 0.95 instead of 0.3" in v.text()
 
 
@@ -245,3 +251,15 @@ def test_cli_vignette_bad_input_exits_2(tmp_path, args, message):
     r = cli("vignette", "baseline", *args, "--out", tmp_path, cwd=tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Traceback" not in r.stderr and message in r.stderr
+
+
+def test_a_client_who_never_attended_gets_a_vignette_too():
+    from analysis.vignette import narrative
+    from sim.run import simulate
+
+    r = simulate("baseline", clients=1500, seed=3)
+    never = r.clients.loc[r.clients["sessions_attended"] == 0, "client_id"]
+    assert len(never), "some clients never come to a session"
+    params = r.cohort.param_sets[0]
+    text = narrative(r.clients, r.sessions, r.events, int(never.iloc[0]), "baseline", params=params)
+    assert "never attended a session" in text and "dropped out in week" in text
