@@ -35,7 +35,7 @@ from numba import njit
 from sim import reasons
 from sim.dyads import Dyads, State
 from sim.expected import CURVE
-from sim.reasons import miss_shares, shapley_shares
+from sim.reasons import miss_shares_exp, shapley_shares
 
 # Event flags, one bit each, as stored in the per-week event record.
 ATTENDED, MISSED, CANCELLED, HOLIDAY = 1, 2, 4, 8
@@ -199,7 +199,7 @@ def _clip01(x):
     return min(max(x, 0.0), 1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  # noqa: C901, PLR0915 (one pass over a dyad's weeks, in order)
     """Weeks ``first`` to ``last`` of every dyad, in place; events of the last week simulated.
 
@@ -293,6 +293,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                 d.barrier_attend[k, i],
             )
             break_base = anxious_break_sensitivity_k * rupture_scale * anxiety
+            barrier_exp = np.exp(-barrier_attend)
             fixed_dose = w_c * d.competence[k, i] + w_p * d.perceived_empathy[k, i]  # what the therapist brings
             intake, expectancy, hold = d.intake[k, i], d.expectancy[k, i], d.hold[k, i]
             responsiveness, asymptote = d.responsiveness[k, i], d.expected_asymptote[k, i]
@@ -336,7 +337,9 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                     attended = rw[t, D_ATTEND] < attend_base - barrier_attend - disengaged - broken
                     missed = not attended
                     if missed:
-                        m0, m1, m2, m3 = miss_shares(attend_odds, barrier_attend, disengaged, broken)
+                        # exp(-0) is 1 exactly: the exponentials are skipped where a term is absent or constant
+                        e2 = np.exp(-broken) if broken != 0.0 else 1.0
+                        m0, m1, m2, m3 = miss_shares_exp(attend_odds, barrier_exp, np.exp(-disengaged), e2)
                         c0, c1, c2, c3 = c0 + m0, c1 + m1, c2 + m2, c3 + m3
                 flagged = attended and uses_feedback and off_track
                 if cancelled:
