@@ -113,9 +113,14 @@ def test_baseline_dropout_is_likeliest_early_and_repairs_lift_the_alliance():
 
 def test_baseline_reasons_for_leaving_match_what_clients_report():
     mix = reason_mix("baseline")
-    assert 0.25 <= mix["dissatisfaction"] <= 0.5, f"a third or more leave mainly for the relationship: {mix.to_dict()}"
+    # The bands are the published ones of the reason-mix facts (analysis/targets.toml).
+    assert 0.2 <= mix["dissatisfaction"] <= 0.47, (
+        f"about one in four leave mainly for the relationship: {mix.to_dict()}"
+    )
     assert 0.25 <= mix["circumstances"] <= 0.5, f"a third or more for barriers or circumstances: {mix.to_dict()}"
-    assert 0.1 <= mix["improvement"] <= 0.3, f"about one in five because they felt better: {mix.to_dict()}"
+    assert 0.13 <= mix["improvement"] <= 0.4, f"about one in five because they felt better: {mix.to_dict()}"
+    weak = mean_share("baseline", "weak_alliance")
+    assert 0.1 <= weak <= 0.3, f"a weak alliance should be about a fifth of a dropout's chance of leaving ({weak:.3f})"
 
 
 def test_low_empathy_weakens_the_alliance_and_loses_more_clients_for_relationship_reasons():
@@ -135,9 +140,15 @@ def test_low_empathy_weakens_the_alliance_and_loses_more_clients_for_relationshi
         f"a clearly larger share of dropouts should leave for relationship reasons "
         f"({relationship_base:.2f} -> {relationship_low:.2f})"
     )
-    weak = reason_mix("low_empathy", "dropout_cause")["weak_alliance"]
-    assert weak > max(0.33, reason_mix("baseline", "dropout_cause")["weak_alliance"]), (
-        f"a weak alliance should be the main reason for over a third of the dropouts ({weak:.2f})"
+    weak_low, weak_base = (
+        mean_share(n, "weak_alliance") + mean_share(n, "unrepaired_rupture") for n in ("low_empathy", "baseline")
+    )
+    assert weak_low > weak_base + 0.02, (
+        f"a weak alliance and open ruptures should weigh more in why clients leave ({weak_base:.3f} -> {weak_low:.3f})"
+    )
+    better_low, better_base = (mean_share(n, "felt_better") for n in ("low_empathy", "baseline"))
+    assert better_low < better_base, (
+        f"fewer should leave because they felt better ({better_base:.3f} -> {better_low:.3f})"
     )
 
 
@@ -168,9 +179,11 @@ def test_anxious_clients_rupture_around_therapist_breaks():
     assert run("anxious_breaks").clients["ruptures"].mean() > run("baseline").clients["ruptures"].mean()
     assert dropout_share("anxious_breaks") > 0.25, "over a quarter should leave"
     reasons = reason_mix("anxious_breaks", "dropout_cause")
-    assert reasons["therapy_breaks"] > 0.1, (
-        f"breaks should be the main reason for one in six or so: {reasons.to_dict()}"
+    assert reasons["therapy_breaks"] > 0.12, (
+        f"breaks should be the main reason for one in five or so: {reasons.to_dict()}"
     )
+    relationship = reason_mix("anxious_breaks")["dissatisfaction"]
+    assert relationship > 0.4, f"about half should leave for relationship reasons ({relationship:.2f})"
 
 
 def test_avoidant_clients_withdraw():
