@@ -141,7 +141,7 @@ def test_command_writes_power_table_and_figure(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "clients_per_arm" in printed and "power" in printed
     power = pd.read_csv(out / "power.csv")
-    assert list(power["clients_per_arm"]) == [30] and power.loc[0, "trials"] == 10
+    assert list(power["clients_per_arm"]) == [60] and power.loc[0, "trials"] == 10
     assert len(pd.read_csv(out / "trials.csv")) == 10
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["spec"]["arms"][0]["name"] == "a" and manifest["spec_hash"]

@@ -154,7 +154,8 @@ def test_what_if_follows_the_same_client_on_the_same_draws():
 
 def test_what_if_a_more_empathic_therapist_direction():
     low = load_scenario("low_empathy")
-    v = vignette(low, 5, clients=400, what_if={"therapist_empathy_mean": 0.95})
+    # Empathy from 0.3 to 0.95 lowers dropout by about 1.5 pp: 2,000 clients keep that clear of noise.
+    v = vignette(low, 5, clients=2000, what_if={"therapist_empathy_mean": 0.95})
     a, b = (c.clients.set_index("client_id") for c in (v.course, v.what_if))
     for trait in ("attachment_anxiety", "attachment_avoidance", "expectancy", "intake_phq9"):
         assert (a[trait] == b[trait]).all(), f"the clients are the same people: {trait} differs"
