@@ -26,10 +26,10 @@ from tqdm import tqdm
 from experiments import sampling, store
 from experiments.chunk import ChunkTask, Evaluator, run_chunk
 from experiments.executors import WORKER_TIMEOUT, make_executor
+from experiments.outputs import metric_table
 from experiments.resume import open_store
 from experiments.spec import ExperimentSpec
 from sim.memory import keep_freed_memory
-from sim.outcomes import METRICS, undefined_reason
 from sim.run import batch_metrics
 
 
@@ -60,6 +60,8 @@ def chunk_tasks(
             spec.replicates,
             evaluator,
             spec.replicate_params,
+            spec.store,
+            spec.scenarios,
         )
 
 
@@ -79,9 +81,14 @@ def _run_chunks(spec, sample, out, todo, manifest, evaluator, session, progress,
     digest = manifest["spec_hash"]
     with bar, make_executor(*executor_args) as pool:
         try:
-            for index, columns in pool.imap_unordered(run_chunk, chunk_tasks(spec, sample, todo, evaluator)):
+            for index, columns, curves in pool.imap_unordered(run_chunk, chunk_tasks(spec, sample, todo, evaluator)):
                 frame = pd.DataFrame(columns)
                 try:
+                    if curves is not None:  # before the chunk: a chunk on disk means its curves are too
+                        name = store.chunk_name(index)
+                        manifest["curves"][name] = store.write_chunk(
+                            out, index, pd.DataFrame(curves), digest, store.CURVES
+                        )
                     manifest["chunks"][store.chunk_name(index)] = store.write_chunk(out, index, frame, digest)
                     store.write_json(manifest, out / store.MANIFEST)
                 except OSError as err:
@@ -169,6 +176,8 @@ def run_experiment(
         experiments.lock.LockError: another process is using ``out``.
     """
     keep_freed_memory()  # the analysis's bootstrap reuses memory instead of faulting it in again
+    if spec.store and evaluator is not batch_metrics:
+        raise ValueError("a spec with [store] or [metrics] runs the engine itself; give no evaluator")
     out = Path(out)
     sample = sampling.sample(spec)
     n_sets = len(sample)
@@ -179,7 +188,7 @@ def run_experiment(
         "n_chunks": n_chunks,
         "runs": n_sets * spec.replicates,
         "problem": sampling.problem(spec.factors),
-        "metrics": {m.name: {"label": m.label, "unit": m.unit, "undefined": undefined_reason(m.name)} for m in METRICS},
+        "metrics": metric_table(spec.store),
     }
     manifest, lock = open_store(out, spec, sample, extra)
     with lock:  # held until the run, its manifest and its analysis are written
