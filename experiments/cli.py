@@ -11,13 +11,14 @@ scheduler, with status 1. The same command finishes either.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from analysis.sensitivity import AnalysisError
 from experiments.executors import EXECUTORS, WORKER_TIMEOUT, ClusterLost, ExecutorError, WorkerDied, check_address
 from experiments.lock import LockError
-from experiments.spec import SpecError, load_spec
+from experiments.spec import SpecError, load_spec, with_n
 from experiments.store import StoreError, done_chunks
 from sim.cli import Parser, positive_float, positive_int
 from sim.memory import keep_freed_memory
@@ -42,6 +43,13 @@ def parser() -> argparse.ArgumentParser:
         help=f"end a Dask run whose cluster has had no worker this long (default {WORKER_TIMEOUT:g}; raise it for "
         "a batch queue that starts workers slowly)",
     )
+    run.add_argument(
+        "--extend",
+        type=positive_int,
+        metavar="N",
+        default=None,
+        help="sobol only: run the spec at base sample size N, keeping the runs --out holds at a smaller N",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -57,6 +65,8 @@ def cmd_run(args) -> int:
     if args.out is not None and not args.out.strip():
         raise StoreError("--out is empty: give the results directory, e.g. --out results/mine.")
     spec = load_spec(args.spec)
+    if args.extend is not None:
+        spec = with_n(spec, args.extend)
     out = Path(args.out) if args.out is not None else Path("results") / spec.path.stem
     try:
         manifest = run_experiment(
@@ -67,6 +77,7 @@ def cmd_run(args) -> int:
             args.scheduler,
             progress=not args.no_progress,
             worker_timeout=args.worker_timeout,
+            extend=args.extend is not None,
         )
     except KeyboardInterrupt:
         print(
@@ -95,7 +106,23 @@ def cmd_run(args) -> int:
     )
     for line in undefined_notes(out):
         print(line)
+    for line in analysis_notes(out, manifest):
+        print(line)
     return 0
+
+
+def analysis_notes(out: Path, manifest: dict) -> list[str]:
+    """How the run was extended, and each analysed output's noise share, from this session's analysis."""
+    from analysis.sensitivity import noise_lines
+
+    lines = []
+    history = manifest.get("extended") or []
+    if history and manifest["sessions"][-1].get("started", "") <= history[-1].get("at", ""):
+        last = history[-1]
+        lines.append(f"  extended from N = {last['from_N']} to N = {last['to_N']}: {last['kept_chunks']} chunks kept")
+    if "analysis_seconds" in manifest["sessions"][-1] and (out / "analysis.json").is_file():
+        lines += noise_lines(json.loads((out / "analysis.json").read_text()))
+    return lines
 
 
 def undefined_notes(out: Path) -> list[str]:

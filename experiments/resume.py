@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from experiments import store
+from experiments.extend import extend_store, grown
 from experiments.lock import DirectoryLock, LockError, try_lock
 from experiments.spec import ExperimentSpec, run_part
 from experiments.store import CHUNKS, CURVES, MANIFEST, SAMPLE, StoreError, chunk_name
@@ -59,7 +60,7 @@ def _listed(names: list[str]) -> str:
 
 
 def open_store(
-    out: Path, spec: ExperimentSpec, sample: pd.DataFrame, extra: dict[str, Any]
+    out: Path, spec: ExperimentSpec, sample: pd.DataFrame, extra: dict[str, Any], extend: bool = False
 ) -> tuple[dict[str, Any], DirectoryLock]:
     """Prepare ``out`` for ``spec`` and lock it: a new directory, or the same spec's earlier run to resume.
 
@@ -68,6 +69,8 @@ def open_store(
         spec: the experiment.
         sample: its parameter sets, from :func:`experiments.sampling.sample`.
         extra: more manifest fields for a new directory (problem, chunk count, ...).
+        extend: ``out`` may hold the same Sobol spec at a smaller N: keep its runs and add the rest
+            (:mod:`experiments.extend`); otherwise such a directory is refused like any other spec's.
 
     Returns:
         The manifest, its ``chunks`` holding exactly the verified chunks, and the held lock; release
@@ -87,7 +90,7 @@ def open_store(
                 if created is not None:
                     return created
                 continue  # another run created it first: open it like any existing directory
-            return _open_existing(out, spec, sample, extra, digest)
+            return _open_existing(out, spec, sample, extra, digest, extend)
     except OSError as err:
         raise StoreError(
             f"--out {out}: cannot be used ({err.strerror or err}); give a directory that can be created and written."
@@ -167,14 +170,14 @@ def _remove_abandoned_creations(out: Path) -> None:
             lock.release()
 
 
-def _open_existing(out: Path, spec, sample, extra, digest) -> tuple[dict[str, Any], DirectoryLock]:
+def _open_existing(out: Path, spec, sample, extra, digest, extend=False) -> tuple[dict[str, Any], DirectoryLock]:
     if not out.is_dir():
         raise StoreError(f"--out {out}: a file of that name exists; give a directory.")
     _refuse_foreign(out)  # before the lock: nothing is written into a directory that is not a run's
     lock = DirectoryLock(out).acquire()
     try:
         _remove_abandoned_creations(out)  # a creation killed before another run made the directory
-        return _resume(out, spec, sample, extra, digest), lock
+        return _resume(out, spec, sample, extra, digest, extend), lock
     except BaseException:
         lock.release()
         raise
@@ -191,10 +194,12 @@ def _refuse_foreign(out: Path) -> None:
         )
 
 
-def _resume(out: Path, spec: ExperimentSpec, sample: pd.DataFrame, extra, digest: str) -> dict[str, Any]:
+def _resume(out: Path, spec: ExperimentSpec, sample: pd.DataFrame, extra, digest: str, extend=False) -> dict[str, Any]:
     """Under the lock: the manifest, rebuilt or checked against the spec, with the sample and chunks verified."""
     if (out / MANIFEST).exists():
         manifest = checked_manifest(out)
+        if extend and manifest["spec_hash"] != digest and grown(manifest, spec):
+            manifest = extend_store(out, manifest, spec, sample, extra, digest)
         _match_spec(out, manifest, spec, digest)
     else:
         manifest = _without_manifest(out, spec, sample, extra, digest)
@@ -252,11 +257,19 @@ def _match_spec(out: Path, manifest: dict[str, Any], spec: ExperimentSpec, diges
     old = run_part(manifest["spec"]) if isinstance(manifest["spec"], dict) else {}
     new = json.loads(json.dumps(spec.run_dict(), default=str))
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed == ["N"] and spec.method == "sobol" and isinstance(old.get("N"), int):
+        more = (
+            f" To add base samples to its runs, give --extend {spec.N}."
+            if spec.N > old["N"]
+            else f" It holds N = {old['N']}: give --extend {old['N']} to resume or re-analyse it."
+        )
+    else:
+        more = ""
     if changed or not old:
         raise StoreError(
             f"{out} holds results of a different spec (hash {str(manifest['spec_hash'])[:12]}, "
             f"this spec {digest[:12]}; changed: {', '.join(changed) or 'unknown'}). "
-            "Results are never mixed: give a new --out directory, or delete this one to start over."
+            "Results are never mixed: give a new --out directory, or delete this one to start over." + more
         )
     # Same runs under an older hash (one that still counted the spec's name): adopt this one.
     manifest["spec_hash"] = digest
@@ -461,7 +474,7 @@ def finished(out: Path) -> dict[str, Any]:
     manifest = checked_manifest(out)
     rerun = f"`python -m experiments run {manifest.get('spec_file') or 'SPEC'} --out {out}`"
     expected = {chunk_name(i) for i in range(int(manifest["n_chunks"]))}
-    problems = []
+    problems: dict[str, str] = {}  # chunk -> its first problem
     for part in parts(manifest["spec"]):
         folder = out / part
         on_disk = {p.name for p in folder.iterdir() if not store.is_temporary(p.name)} if folder.is_dir() else set()
@@ -473,16 +486,18 @@ def finished(out: Path) -> dict[str, Any]:
             )
         label = "" if part == CHUNKS else f"{part}/"
         recorded = manifest.get("chunks" if part == CHUNKS else part)
-        problems += sorted(f"{label}{n} (missing)" for n in expected - on_disk)
+        for name in sorted(expected - on_disk):
+            problems.setdefault(name, f"{label}{name} (missing)")
         if isinstance(recorded, dict):  # manifests before checksums have none: presence is all that is known
             for name in sorted(expected & on_disk):
                 problem = _file_problem(folder / name, recorded[name]) if name in recorded else "not yet verified"
                 if problem:
-                    problems.append(f"{label}{name} ({problem})")
+                    problems.setdefault(name, f"{label}{name} ({problem})")
     if problems:
         raise StoreError(
-            f"{out} is not a finished run: {len(problems)} chunk files of {len(expected)} chunks are missing or "
-            f"damaged: {_listed(problems)}. Finish or repair it with {rerun}; it runs only what is missing or damaged."
+            f"{out} is not a finished run: {len(problems)} of {len(expected)} chunks are missing or damaged: "
+            f"{_listed(list(problems.values()))}. Finish or repair it with {rerun}; it runs only what is missing or "
+            "damaged."
         )
     sample = manifest.get("sample") or {}
     problem = _file_problem(out / SAMPLE, sample) if sample.get("sha256") else None

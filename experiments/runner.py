@@ -153,6 +153,7 @@ def run_experiment(
     progress: bool = True,
     analyse: bool = True,
     worker_timeout: float = WORKER_TIMEOUT,
+    extend: bool = False,
 ) -> dict[str, Any]:
     """Run ``spec`` into ``out``, resuming an earlier run of the same spec; return the manifest.
 
@@ -166,6 +167,8 @@ def run_experiment(
         progress: show a tqdm progress bar on stderr.
         analyse: write indices.csv and figures when every chunk is done.
         worker_timeout: seconds a Dask cluster may have no worker before the run ends (dask only).
+        extend: ``out`` holds this Sobol spec at a smaller N: keep its runs and run only the new sets
+            (:mod:`experiments.extend`); ``spec`` carries the larger N (:func:`experiments.spec.with_n`).
 
     Raises:
         experiments.store.StoreError: ``out`` holds another spec's results or cannot be used.
@@ -190,7 +193,12 @@ def run_experiment(
         "problem": sampling.problem(spec.factors),
         "metrics": metric_table(spec.store),
     }
-    manifest, lock = open_store(out, spec, sample, extra)
+    if extend and not (out / store.MANIFEST).is_file():
+        raise store.StoreError(
+            f"--extend {spec.N}: {out} holds no run to extend; run the spec first without --extend, or set "
+            f"N = {spec.N} in it."
+        )
+    manifest, lock = open_store(out, spec, sample, extra, extend)
     with lock:  # held until the run, its manifest and its analysis are written
         _warn_if_code_changed(manifest, out)
         todo = [i for i in range(n_chunks) if store.chunk_name(i) not in manifest["chunks"]]

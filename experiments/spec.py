@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +287,25 @@ def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSp
         scenarios=scenarios,
         path=path,
     )
+
+
+def with_n(spec: ExperimentSpec, N: int) -> ExperimentSpec:
+    """``spec`` with base sample size ``N``, for ``--extend N`` (Sobol only: its samples nest).
+
+    Raises:
+        SpecError: another method, or an N that is not a power of 2.
+    """
+    where = spec.path or "<spec>"
+    if spec.method != "sobol":
+        raise SpecError(
+            f"--extend {N}: {where} uses method {spec.method}; only sobol samples nest (the first sets of a larger "
+            "N are the smaller N's), so only a sobol run can be extended. Run the larger N into a new --out."
+        )
+    if N < 2 or N & (N - 1):
+        raise SpecError(
+            f"--extend {N}: N must be a power of 2 for sobol (e.g. {2 ** max(1, round(math.log2(max(N, 2))))})."
+        )
+    return replace(spec, N=N)
 
 
 def _toml(value: Any, limit: int = 80) -> str:

@@ -1,0 +1,158 @@
+"""Convergence of Sobol' indices over the sample size, from the stored runs of one sweep.
+
+Saltelli's sample for N base points is exactly the first N (2D + 2) parameter sets (N (D + 2)
+without second order) of the sample for any larger power of two drawn with the same seed: SALib draws
+it from scipy's scrambled Sobol' sequence, whose points nest. The indices at N/4 and N/2 therefore
+come from the first sets of the runs already stored, with no new run, and ``--extend`` can add sets
+to a finished sweep. Indices that still move between N/2 and N, beyond their interval, say that N is
+too small to read them (Sarrazin, Pianosi & Wagener 2016, Environ. Model. Softw. 79, 135-152,
+doi:10.1016/j.envsoft.2016.02.005).
+
+S1 and ST at each size come from the A, B and AB blocks alone (the BA blocks feed only S2), so the
+three sizes cost less than the full analysis; at N they equal the indices in indices.csv.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.figures import plain_text, plt, save
+from analysis.sensitivity import analysis_seed, constant_value, replicate_means, salib_indices
+
+DIVISORS = (4, 2, 1)  # indices at N/4, N/2 and N
+SMALLEST = 4  # base points below which no index is estimated
+MOVED = 0.05  # an index that moves more than this (and more than its interval) between N/2 and N is flagged
+
+
+def sizes(N: int) -> list[int]:
+    """The base sample sizes indices are computed at: N/4, N/2 and N, those of at least :data:`SMALLEST`."""
+    return [N // d for d in DIVISORS if N // d >= SMALLEST and N % d == 0]
+
+
+def first_order_rows(Y: np.ndarray, n: int, D: int, second_order: bool) -> np.ndarray:
+    """The outputs of the first ``n`` base points laid out as SALib reads a sample without second order.
+
+    Args:
+        Y: the outputs of the whole sample, shape (N * step,), step = 2D + 2 with second order, D + 2 without.
+        n: base points to keep.
+        D: number of factors.
+        second_order: whether the sample holds the BA blocks (they are dropped).
+    """
+    step = 2 * D + 2 if second_order else D + 2
+    block = Y[: n * step].reshape(n, step)
+    keep = [*range(D + 1), step - 1]  # A, AB_1..AB_D, B
+    return block[:, keep].reshape(-1)
+
+
+def convergence(
+    manifest: dict[str, Any], outputs: pd.DataFrame, notes: list[str], table: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """S1 and ST with their intervals at N/4, N/2 and N for every analysed output that has values everywhere.
+
+    Args:
+        manifest: the run's manifest, as the analysis reads it.
+        outputs: the stored outputs.
+        notes: SALib's warnings go here.
+        table: the indices at N (indices.csv), taken as they are rather than computed again: the same
+            estimator and bootstrap on the same runs gives the same numbers.
+
+    Returns:
+        One row per (output, N, parameter): columns output, N, parameter, S1, S1_conf, ST, ST_conf.
+        Empty for a method other than sobol or an N too small to divide.
+    """
+    spec = manifest["spec"]
+    if manifest["method"] != "sobol" or not spec.get("N"):
+        return pd.DataFrame()
+    problem, options = manifest["problem"], spec["options"]
+    D, second = len(problem["names"]), bool(options["calc_second_order"])
+    first_only = {**options, "calc_second_order": False}
+    seed = analysis_seed(spec["seed"])
+    tables = []
+    for output in spec["outputs"]:
+        Y, _ = replicate_means(outputs, output, manifest["n_sets"])
+        if np.isnan(Y).any() or constant_value(Y) is not None:
+            continue  # its indices are empty; a warning already says why
+        for n in sizes(int(spec["N"])):
+            if n == spec["N"] and table is not None:
+                rows = table[
+                    (table["output"] == output) & table.get("parameter_2", pd.Series(index=table.index)).isna()
+                ]
+                tables.append(rows[["parameter", "S1", "S1_conf", "ST", "ST_conf"]].assign(output=output, N=n))
+                continue
+            rows = salib_indices("sobol", problem, None, first_order_rows(Y, n, D, second), first_only, seed, notes)
+            tables.append(rows.assign(output=output, N=n))
+    if not tables:
+        return pd.DataFrame()
+    frame = pd.concat(tables, ignore_index=True)
+    return frame[["output", "N", "parameter", "S1", "S1_conf", "ST", "ST_conf"]]
+
+
+def unsettled(table: pd.DataFrame) -> list[str]:
+    """Warnings for indices that moved between N/2 and N by more than :data:`MOVED` and their interval at N."""
+    if table.empty or table["N"].nunique() < 2:
+        return []
+    messages = []
+    top, half = table["N"].max(), sorted(table["N"].unique())[-2]
+    for output, rows in table.groupby("output", sort=False):
+        now = rows[rows["N"] == top].set_index("parameter")
+        before = rows[rows["N"] == half].set_index("parameter")
+        moved = []
+        for index in ("S1", "ST"):
+            change = (now[index] - before[index]).abs()
+            hit = change[(change > MOVED) & (change > now[f"{index}_conf"])]
+            moved += [f"{index} of {p}: {before.loc[p, index]:.3f} -> {now.loc[p, index]:.3f}" for p in hit.index]
+        if moved:
+            messages.append(
+                f"{output}: indices still move between N = {half} and N = {top} ({'; '.join(moved[:3])}"
+                f"{'; ...' if len(moved) > 3 else ''}); they have not converged: extend the run "
+                f"(python -m experiments run SPEC --extend {2 * top})."
+            )
+    return messages
+
+
+def convergence_figure(table: pd.DataFrame, output: str, title: str):
+    """S1 and ST of every parameter against N (log scale), with their intervals."""
+    rows = table[table["output"] == output]
+    order = rows[rows["N"] == rows["N"].max()].sort_values("ST", ascending=False)["parameter"].tolist()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), constrained_layout=True, sharey=True)
+    colours = plt.get_cmap("tab20")
+    steps = sorted(rows["N"].unique())
+    where = {n: i for i, n in enumerate(steps)}  # N doubles from one step to the next: equal spacing is log2 N
+    for ax, index in zip(axes, ("S1", "ST"), strict=True):
+        for k, name in enumerate(order):
+            line = rows[rows["parameter"] == name].sort_values("N")
+            x = line["N"].map(where).to_numpy() + 0.012 * (k - len(order) / 2)  # whiskers side by side
+            ax.errorbar(
+                x,
+                line[index],
+                yerr=line[f"{index}_conf"],
+                marker="o",
+                ms=3,
+                color=colours(k % 20),
+                label=plain_text(name, 40),
+            )
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(range(len(steps)), [str(n) for n in steps])
+        ax.set_xlim(-0.3, len(steps) - 0.7)
+        ax.set(xlabel="N (base sample size)", title=f"{index} ({'first order' if index == 'S1' else 'total'})")
+    axes[0].set_ylabel("index (share of output variance)")
+    axes[1].legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(f"{title}: convergence over N")
+    return fig
+
+
+def convergence_figures(table: pd.DataFrame, manifest: dict[str, Any], out: Path) -> list[Path]:
+    """One convergence figure per output in ``table``, written into ``out``; return the paths."""
+    from analysis.sensitivity_figures import output_label
+
+    paths: list[Path] = []
+    if table.empty:
+        return paths
+    for output in table["output"].unique():
+        title = f"{plain_text(manifest['name'])}: {output_label(manifest, output)[0]}"
+        paths += save(convergence_figure(table, output, title), out, f"convergence_{output}")
+    return paths
