@@ -114,11 +114,14 @@ def settings(
             f"{', '.join(stored)}."
         )
     options = dict(spec["options"])
-    for key, value in (("num_resamples", num_resamples), ("conf_level", conf_level)):
+    for key, flag, value in (
+        ("num_resamples", "--resamples", num_resamples),
+        ("conf_level", "--conf-level", conf_level),
+    ):
         if value is None:
             continue
         if key not in options:
-            raise AnalysisError(f"--{key.replace('_', '-')} is not used by method {method}: it has no bootstrap.")
+            raise AnalysisError(f"{flag} is not used by method {method}: it has no bootstrap interval.")
         if key == "conf_level" and not 0 < value < 1:
             raise AnalysisError(f"--conf-level {value} must lie strictly between 0 and 1, e.g. 0.95.")
         if key == "num_resamples" and value < 2:
@@ -402,7 +405,7 @@ def analyse_dir(
     messages += estimation_notes(table, manifest["method"], options.get("conf_level", 0.95), spec.get("N"))
     degenerate, found = degenerate_worlds(manifest, sample, outputs_frame)
     messages += found
-    converged = convergence(manifest, outputs_frame, [], table)
+    converged = convergence(manifest, outputs_frame, table)
     messages += unsettled(converged)
     for message in messages:
         warn(message)

@@ -8,8 +8,9 @@ to a finished sweep. Indices that still move between N/2 and N, beyond their int
 too small to read them (Sarrazin, Pianosi & Wagener 2016, Environ. Model. Softw. 79, 135-152,
 doi:10.1016/j.envsoft.2016.02.005).
 
-S1 and ST at each size come from the A, B and AB blocks alone (the BA blocks feed only S2), so the
-three sizes cost less than the full analysis; at N they equal the indices in indices.csv.
+S1 and ST at each size are SALib's estimators on the first sets (S2 left out, so the smaller sizes cost
+a fraction of the full analysis); at each size they equal the indices of a run of that N from scratch,
+and at N those in indices.csv.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.figures import plain_text, plt, save
-from analysis.sensitivity import analysis_seed, constant_value, replicate_means, salib_indices
+from analysis.sensitivity import analysis_seed, constant_value, replicate_means
 
 DIVISORS = (4, 2, 1)  # indices at N/4, N/2 and N
 SMALLEST = 4  # base points below which no index is estimated
@@ -33,30 +34,46 @@ def sizes(N: int) -> list[int]:
     return [N // d for d in DIVISORS if N // d >= SMALLEST and N % d == 0]
 
 
-def first_order_rows(Y: np.ndarray, n: int, D: int, second_order: bool) -> np.ndarray:
-    """The outputs of the first ``n`` base points laid out as SALib reads a sample without second order.
+def first_and_total(Y: np.ndarray, n: int, D: int, second_order: bool, options: dict, seed: int) -> dict:
+    """S1 and ST with bootstrap intervals from the first ``n`` base points of a Saltelli sample's outputs.
+
+    Exactly what SALib's ``sobol.analyze`` gives for a sample of N = n from scratch, S2 left out: the
+    outputs of those points are standardised together (BA blocks included, as SALib does), the same
+    resampling indices are drawn from the same seed, and SALib's own estimators are applied.
 
     Args:
         Y: the outputs of the whole sample, shape (N * step,), step = 2D + 2 with second order, D + 2 without.
-        n: base points to keep.
+        n: base points to use.
         D: number of factors.
-        second_order: whether the sample holds the BA blocks (they are dropped).
+        second_order: whether the sample holds the BA blocks.
+        options: ``num_resamples`` and ``conf_level``.
+        seed: the analysis seed (:func:`analysis.sensitivity.analysis_seed`).
     """
+    from SALib.analyze.sobol import first_order, separate_output_values, total_order
+    from scipy.stats import norm
+
     step = 2 * D + 2 if second_order else D + 2
-    block = Y[: n * step].reshape(n, step)
-    keep = [*range(D + 1), step - 1]  # A, AB_1..AB_D, B
-    return block[:, keep].reshape(-1)
+    y = Y[: n * step]
+    y = (y - y.mean()) / y.std()
+    A, B, AB, _ = separate_output_values(y, D, n, second_order)
+    r = np.random.default_rng(seed).integers(n, size=(n, options["num_resamples"]))
+    z = norm.ppf(0.5 + options["conf_level"] / 2)
+    flat = np.ptp(np.r_[A[r], B[r]]) == 0.0  # SALib reports intervals of 0 when no resample varies
+    out = {key: np.empty(D) for key in ("S1", "S1_conf", "ST", "ST_conf")}
+    for j in range(D):
+        out["S1"][j] = first_order(A, AB[:, j], B)
+        out["ST"][j] = total_order(A, AB[:, j], B)
+        out["S1_conf"][j] = 0.0 if flat else z * first_order(A[r], AB[r, j], B[r]).std(ddof=1)
+        out["ST_conf"][j] = 0.0 if flat else z * total_order(A[r], AB[r, j], B[r]).std(ddof=1)
+    return out
 
 
-def convergence(
-    manifest: dict[str, Any], outputs: pd.DataFrame, notes: list[str], table: pd.DataFrame | None = None
-) -> pd.DataFrame:
+def convergence(manifest: dict[str, Any], outputs: pd.DataFrame, table: pd.DataFrame | None = None) -> pd.DataFrame:
     """S1 and ST with their intervals at N/4, N/2 and N for every analysed output that has values everywhere.
 
     Args:
         manifest: the run's manifest, as the analysis reads it.
         outputs: the stored outputs.
-        notes: SALib's warnings go here.
         table: the indices at N (indices.csv), taken as they are rather than computed again: the same
             estimator and bootstrap on the same runs gives the same numbers.
 
@@ -69,7 +86,6 @@ def convergence(
         return pd.DataFrame()
     problem, options = manifest["problem"], spec["options"]
     D, second = len(problem["names"]), bool(options["calc_second_order"])
-    first_only = {**options, "calc_second_order": False}
     seed = analysis_seed(spec["seed"])
     tables = []
     for output in spec["outputs"]:
@@ -83,8 +99,9 @@ def convergence(
                 ]
                 tables.append(rows[["parameter", "S1", "S1_conf", "ST", "ST_conf"]].assign(output=output, N=n))
                 continue
-            rows = salib_indices("sobol", problem, None, first_order_rows(Y, n, D, second), first_only, seed, notes)
-            tables.append(rows.assign(output=output, N=n))
+            with np.errstate(all="ignore"):  # a degenerate resample gives NaN, as in SALib
+                indices = first_and_total(Y, n, D, second, options, seed)
+            tables.append(pd.DataFrame({"parameter": problem["names"], **indices}).assign(output=output, N=n))
     if not tables:
         return pd.DataFrame()
     frame = pd.concat(tables, ignore_index=True)

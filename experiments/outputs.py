@@ -144,6 +144,14 @@ def user_columns(store: Store) -> set[str]:
     return names
 
 
+class MetricError(ValueError):
+    """A user metric that cannot be evaluated; ``key`` names the setting at fault (y or clients)."""
+
+    def __init__(self, name: str, key: str, message: str):
+        super().__init__(message)
+        self.name, self.key = name, key
+
+
 def _statistic(values: np.ndarray, selected: np.ndarray, statistic: str) -> np.ndarray:
     """``statistic`` of ``values`` over ``selected`` clients with a value, per set; shape (n_sets,)."""
     if values.dtype.kind not in "biuf":
@@ -170,10 +178,16 @@ def user_metrics(cohort: Cohort, outcomes: dict[str, np.ndarray], store: Store) 
     out = {}
     for m in store.metrics:
         y = np.broadcast_to(_parsed(m.y)(columns), shape)
+        if y.dtype.kind not in "biuf":
+            raise MetricError(
+                m.name, "y", 'it gives text, not numbers or true/false; compare it, e.g. end_type == "dropout".'
+            )
         where = _parsed(m.clients)
         selected = np.ones(shape, bool) if where is None else np.broadcast_to(where(columns), shape)
         if selected.dtype != bool:
-            raise TypeError("clients must give true or false for each client, e.g. clients = 'finished_course'")
+            raise MetricError(
+                m.name, "clients", "clients must give true or false for each client, e.g. finished_course."
+            )
         out[m.name] = _statistic(y, selected, m.statistic)
     return out
 
@@ -257,14 +271,6 @@ def evaluate(
     return scalars, (curve_table(cohort, weekly, outcomes) if weekly is not None else None)
 
 
-class MetricError(ValueError):
-    """A user metric that cannot be evaluated; ``key`` names the setting at fault (y or clients)."""
-
-    def __init__(self, name: str, key: str, message: str):
-        super().__init__(message)
-        self.name, self.key = name, key
-
-
 def check_user_metrics(store: Store, base: dict[str, Any]) -> None:
     """Parse every user metric against the columns of clients.csv and evaluate it on a small cohort of ``base``.
 
@@ -298,5 +304,7 @@ def check_user_metrics(store: Store, base: dict[str, Any]) -> None:
                 raise MetricError(m.name, key, str(err)) from None
         try:
             user_metrics(cohort, outcomes, Store(metrics=(m,)))
-        except (TypeError, ValueError) as err:
-            raise MetricError(m.name, "y", f"cannot be evaluated on a small cohort ({err})") from None
+        except MetricError:
+            raise
+        except (TypeError, ValueError) as err:  # values that cannot be combined (text against numbers, ...)
+            raise MetricError(m.name, "y", f"cannot be evaluated on a small cohort: {str(err).rstrip('.')}.") from None

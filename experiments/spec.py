@@ -246,8 +246,8 @@ def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSp
     both = sorted(set(fixed) & {f.name for f in factors})
     if both:
         raise SpecError(f"{path}: {', '.join(both)} is both in [fixed] and [parameters]; keep it in one of them.")
-    _check_levels(scenarios, set(fixed), {f.name for f in factors}, path)
     base = {**scenario.params, **fixed}
+    scenarios = _check_levels(scenarios, base, set(fixed), {f.name for f in factors}, path)
     store = _store(data, path, base)
     options = _options(data, method, path)
     N = _sample_size(data, method, factors, options, path)
@@ -564,16 +564,25 @@ def _scenario_factor(settings, method, where, path, base: Scenario) -> tuple[Fac
     return factor, scenarios
 
 
-def _check_levels(scenarios: dict[str, dict[str, Any]], fixed: set[str], varied: set[str], path) -> None:
-    """Refuse a scenario level that sets a parameter [fixed] or another factor also sets: which would win is unclear."""
+def _check_levels(
+    scenarios: dict[str, dict[str, Any]], base: dict[str, Any], fixed: set[str], varied: set[str], path
+) -> dict[str, dict[str, Any]]:
+    """Each level's overrides that change the base; refuse one that changes what [fixed] or a factor sets.
+
+    A level that sets a [fixed] or varied parameter to another value would be overwritten in every
+    run (or overwrite [fixed]): which should win is unclear, so the spec must say it once.
+    """
+    changes = {}
     for level, overrides in scenarios.items():
-        clash = sorted(set(overrides) & (fixed | varied))
+        changes[level] = {k: v for k, v in overrides.items() if base.get(k) != v}
+        clash = sorted(set(changes[level]) & (fixed | varied))
         if clash:
             where = "[fixed]" if clash[0] in fixed else f"[parameters.{clash[0]}]"
             raise SpecError(
                 f"{path}, [parameters.{SCENARIO_FACTOR}]: the scenario {_toml(level)} sets {', '.join(clash)}, which "
                 f"{where} sets too; remove one of them (a scenario level's values would otherwise be overwritten)."
             )
+    return changes
 
 
 def _factor(param, settings: dict[str, Any], method: str, where: str) -> Factor:
