@@ -390,7 +390,7 @@ def analyse_dir(
     Raises:
         AnalysisError: the directory is not a finished run, or an option cannot be used.
     """
-    from analysis.sensitivity_checks import degenerate_worlds, estimation_notes
+    from analysis.sensitivity_checks import degenerate_worlds, estimation_notes, noise_notes
     from analysis.sensitivity_convergence import convergence, convergence_figures, unsettled
     from analysis.sensitivity_figures import figures
     from experiments import store
@@ -402,6 +402,7 @@ def analyse_dir(
     spec, options = manifest["spec"], manifest["spec"]["options"]
     messages: list[str] = []
     table = indices(manifest, sample, outputs_frame, messages)
+    messages += noise_notes(table)
     messages += estimation_notes(table, manifest["method"], options.get("conf_level", 0.95), spec.get("N"))
     degenerate, found = degenerate_worlds(manifest, sample, outputs_frame)
     messages += found

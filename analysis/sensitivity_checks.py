@@ -1,6 +1,10 @@
 """Whether a sweep's indices can be trusted: estimation error that shows, and degenerate worlds.
 
-Two kinds of warning, each one line on stderr and recorded in analysis.json:
+Three kinds of warning, each one line on stderr and recorded in analysis.json:
+
+- **Noise.** With replicates, the share of the variance of the replicate-averaged output that is
+  replicate noise (``noise_share``). Above :data:`NOISY`, chance moves the output about as much as
+  the parameters do, and every index carries that noise (ST most, as noise looks like interaction).
 
 - **Estimation error.** A variance share is never negative, and a first-order index never exceeds
   the total one (S1 <= ST). Estimators from a finite sample can break both; within their bootstrap
@@ -26,6 +30,7 @@ NEGATIVE = "below 0 beyond its interval"
 ABOVE_TOTAL = "S1 above ST beyond their intervals"
 # Indices that are shares of variance (or of a density difference) and so cannot be negative.
 NON_NEGATIVE = (("S1", "S1_conf"), ("ST", "ST_conf"), ("S2", "S2_conf"), ("delta", "delta_conf"))
+NOISY = 0.25  # noise share above which the indices are warned about
 DEGENERATE = {"dropout_rate": (0.9, "nearly every client drops out")}
 """Stored output -> (the value above which a parameter set is a degenerate world, what that means)."""
 DEGENERATE_SHARE = 0.01  # warn when more than this share of the sets is degenerate
@@ -85,6 +90,20 @@ def estimation_notes(table: pd.DataFrame, method: str, conf_level: float, N: int
                     f"parameter{'s' * (len(hit) > 1)} ({shown}); S1 can never exceed ST, so N = {N} is too small "
                     f"for them: {more}."
                 )
+    return messages
+
+
+def noise_notes(table: pd.DataFrame) -> list[str]:
+    """A warning for each output whose replicate noise share is above :data:`NOISY`."""
+    messages = []
+    for output, rows in table.groupby("output", sort=False):
+        share, reps = rows["noise_share"].iloc[0], rows["replicates"].iloc[0]
+        if np.isfinite(share) and share > NOISY:
+            messages.append(
+                f"{output}: {share:.0%} of its variance over the parameter sets is replicate noise (noise share "
+                f"{share:.2f} with {int(reps)} replicates): its indices describe chance as much as the parameters. "
+                "Add replicates or clients, or widen the ranges of the parameters that matter."
+            )
     return messages
 
 
