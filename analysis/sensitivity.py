@@ -1,7 +1,9 @@
 """Sensitivity indices from a sweep's stored outputs: ``python -m analysis sensitivity DIR``.
 
-Reads only what the runner stored in DIR (manifest.json, sample.parquet, chunks/*.parquet; see
-experiments.store) and writes indices.csv and figures/. With replicates, each parameter set's output
+Reads only what the runner stored in DIR (manifest.json, sample.parquet, chunks/*.parquet, verified
+by :func:`experiments.results.read_sweep`) and writes indices.csv, convergence.csv (Sobol:
+:mod:`analysis.sensitivity_convergence`), analysis.json and figures/; the checks of whether the
+indices can be trusted are :mod:`analysis.sensitivity_checks`. With replicates, each parameter set's output
 is averaged over replicates before the indices are computed, and the replicate-to-replicate noise
 is reported beside them:
 
