@@ -127,7 +127,7 @@ $(VENV)/.installed-viz: pyproject.toml $(VENV)/.installed
 	touch $@
 
 SCENARIO ?= baseline
-app: $(VENV)/.installed-viz  ## Mesa SolaraViz app on http://127.0.0.1:8765 (localhost only); make app SCENARIO=low_empathy
+app: $(VENV)/.installed-viz  ## the browser app (Solara, a Mesa model) on http://127.0.0.1:8765 (localhost only); make app SCENARIO=low_empathy
 	$(RUN) -m sim app $(SCENARIO)
 
 # Debian's chromium for tests/test_app.py (Playwright drives it by path; never `playwright install`).

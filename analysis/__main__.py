@@ -201,6 +201,13 @@ def _add_calibrate(sub) -> None:
     c.add_argument("--posterior", type=Path, default=None, help="the posterior (default sim/posterior.csv)")
     c.add_argument("--report", type=Path, default=None, help="the report (default docs/calibration.md)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.add_argument(
+        "--from-history",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the posterior, point values and report again from a stored fit's history, without sampling",
+    )
 
 
 def _calibrate(args) -> int:
@@ -223,6 +230,13 @@ def _calibrate(args) -> int:
     toml = _file(args.toml or CALIBRATED_FILE, "--toml")
     posterior = _file(args.posterior or POSTERIOR_FILE, "--posterior")
     report = _file(args.report or REPORT_FILE, "--report")
+    if args.from_history is not None:
+        from analysis.calibrate import load_fit
+
+        fit = load_fit(args.from_history, spec)
+        with writing("the calibration's outputs", "calibration"):
+            write_all(fit, toml, posterior, report, None)
+        return 0
     output_dir(args.out, "--out")
     executor = "dask" if args.scheduler else args.executor
     fit = calibrate(spec, executor, args.workers, args.scheduler, progress=not args.quiet)

@@ -6,11 +6,14 @@ computation (:mod:`analysis.abc`), and writes
 
 - ``sim/posterior.csv``: the final population, about a thousand weighted particles (shipped with the
   package; ``--posterior K`` on ``run``, ``compare``, ``validate`` and sweep specs draws from it);
-- ``sim/calibrated.toml``: the best particle of the final population (the smallest distance), the point
-  values a default run uses (the registry reads them as defaults, so a default run stays
-  deterministic), with the fit's record. Not the marginal medians: the facts tie several parameters
-  together along ridges (the background rate of leaving against the barrier and improvement terms), and
-  the medians of such a pair can fall off the ridge where the facts hold together;
+- ``sim/calibrated.toml``: the posterior's most central good particle, the point values a default run
+  uses (the registry reads them as defaults, so a default run stays deterministic), with the fit's
+  record. Among the half of the final population nearest the facts, it is the particle nearest the
+  posterior mean in the posterior's own metric (Mahalanobis, logit scale): a typical member of the
+  posterior that reproduces the facts. Not the marginal medians: the facts tie parameters together
+  along ridges (the background rate of leaving against the barrier and improvement terms), and the
+  medians of such a pair fall off the ridge; not the best particle either, which sits at a corner of the
+  ridge, fitted to the noise of the calibration's own cohorts;
 - the history, every generation's particles, weights, distances and facts, in the output directory
   (``results/calibration/history.parquet`` and ``generations.csv``);
 - ``docs/calibration.md`` and its figures (:mod:`analysis.calibration_report`).
@@ -332,9 +335,72 @@ class Fit:
         }
 
     def point(self) -> dict[str, float]:
-        """The default values: the final population's best particle (smallest distance), as written."""
-        best = int(np.argmin(self.result.last.distances))
-        return {name: float(f"{v:.6g}") for name, v in zip(self.problem.names, self.posterior[best], strict=True)}
+        """The default values: the most central of the better half of the final population, as written."""
+        index = central_particle(self.result.last.particles, self.weights, self.result.last.distances)
+        return {name: float(f"{v:.6g}") for name, v in zip(self.problem.names, self.posterior[index], strict=True)}
+
+
+def central_particle(u: np.ndarray, weights: np.ndarray, distances: np.ndarray) -> int:
+    """The most central good particle: nearest the weighted mean among the better half by distance.
+
+    Nearness is Mahalanobis distance under the population's weighted covariance (logit scale).
+    """
+    mean = weights @ u
+    cov = np.atleast_2d(np.cov(u, rowvar=False, aweights=weights)) + 1e-12 * np.eye(u.shape[1])
+    diff = u - mean
+    mahalanobis = np.einsum("ij,ij->i", diff, np.linalg.solve(cov, diff.T).T)
+    good = distances <= np.median(distances)
+    return int(np.flatnonzero(good)[np.argmin(mahalanobis[good])])
+
+
+def load_fit(history: str | Path, spec: CalibrationSpec, targets_file: str | Path | None = None) -> Fit:
+    """A fit rebuilt from its stored history (history.parquet, generations.csv, calibration.json).
+
+    Lets the outputs and the report be written again (``calibrate --from-history DIR``) without
+    sampling again; the problem is rebuilt from ``spec``, which must be the fit's.
+    """
+    import json
+
+    import pandas as pd
+
+    history = Path(history)
+    try:
+        frame = pd.read_parquet(history / "history.parquet")
+        schedule = pd.read_csv(history / "generations.csv")
+        record = json.loads((history / "calibration.json").read_text())
+    except (OSError, ValueError) as err:
+        raise CalibrationError(f"{history}: not a calibration history ({err}); run `make calibrate` first.") from None
+    problem = make_problem(spec, targets_file)
+    missing = [n for n in problem.names if n not in frame]
+    if missing or record.get("facts") != [t.id for t in problem.facts]:
+        raise CalibrationError(f"{history}: its parameters or facts differ from this spec's; fit again.")
+    result = abc.Result(stopped=record["stopped"])
+    for row in schedule.itertuples(index=False):
+        g = frame[frame["generation"] == row.generation]
+        stats = g[[f"fact:{t.id}" for t in problem.facts]].to_numpy()
+        weights = g["weight"].to_numpy()
+        result.generations.append(
+            abc.Generation(
+                int(row.generation),
+                float(row.tolerance),
+                problem.to_u(g[problem.names].to_numpy()),
+                weights / weights.sum(),
+                g["distance"].to_numpy(),
+                stats,
+                int(row.proposed),
+                float(row.seconds),
+            )
+        )
+    return Fit(
+        problem,
+        spec,
+        result,
+        float(record["runtime_s"]),
+        int(record["evaluations"]),
+        record["executor"],
+        int(record["workers"]),
+        date=record["date"],
+    )
 
 
 def weighted_quantile(values, weights, q: float) -> float:

@@ -87,7 +87,7 @@ def fit_record(fit: Fit) -> dict:
         "executor": fit.executor,
         "workers": fit.workers,
         "runtime_s": round(fit.runtime, 1),
-        "point": "the final population's particle with the smallest distance",
+        "point": "the most central particle of the better half of the final population",
         "facts": [t.id for t in fit.problem.facts],
     }
 
@@ -96,7 +96,8 @@ def calibrated_toml(fit: Fit) -> str:
     """The text of sim/calibrated.toml: [values] (the posterior medians) and [fit]."""
     lines = [
         "# Written by `make calibrate` (python -m analysis calibrate); see docs/calibration.md.",
-        "# sim/parameters.py reads [values], the posterior's best particle, as the free parameters' defaults;",
+        "# sim/parameters.py reads [values], the posterior's most central good particle, as the free parameters'",
+        "# defaults;",
         "# the posterior itself is sim/posterior.csv.",
         "",
         "[values]",
@@ -160,7 +161,7 @@ def marginals_figure(fit: Fit):
         ax.plot(grid_x, density, color="grey", lw=1.2, label="prior")
         posterior = fit.posterior[:, j]
         ax.hist(posterior, bins=30, weights=fit.weights, density=True, color="C0", alpha=0.6, label="posterior")
-        ax.axvline(fit.point()[p.name], color="C3", lw=1, label="default (best particle)")
+        ax.axvline(fit.point()[p.name], color="C3", lw=1, label="default (central particle)")
         ax.set(xlim=(p.low, p.high), xlabel=f"{p.name} ({p.unit})", yticks=[])
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
@@ -256,9 +257,10 @@ def markdown(fit: Fit, point_facts: np.ndarray, figures_dir: str = "figures") ->
         f"- generations: {len(fit.result.generations)}; final tolerance {last.epsilon:.3g}; stopped because "
         f"{fit.result.stopped}",
         f"- posterior: {len(last.particles)} particles, effective sample size {last.ess:.0f}",
-        "- point values (sim/calibrated.toml): the final population's particle with the smallest distance, a "
-        "joint setting on the ridge the facts allow (the marginal medians of parameters the facts tie together "
-        "can fall off it)",
+        "- point values (sim/calibrated.toml): among the half of the final population nearest the facts, the "
+        "particle nearest the posterior mean in the posterior's own metric: a typical member of the posterior, "
+        "on the ridges the facts allow (the marginal medians of parameters the facts tie together fall off them, "
+        "and the single best particle sits at a corner of them, fitted to the calibration cohorts' own noise)",
         "- command: `python -m analysis calibrate` (analysis/calibration.toml); the history is in "
         "`results/calibration/` (history.parquet: every generation's particles, weights, distances and facts)",
         "",
@@ -306,7 +308,7 @@ def markdown(fit: Fit, point_facts: np.ndarray, figures_dir: str = "figures") ->
         "## Calibration facts",
         "",
         "Posterior: weighted median and 95% interval of each fact over the final particles (the same cohorts); "
-        "at the point: the fact at the default values (the best particle).",
+        "at the point: the fact at the default values (the central particle).",
         "",
         "| fact | published | band | posterior median | 95% interval | at the point | status at the point |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -331,11 +333,12 @@ def write_all(fit: Fit, toml: Path, posterior: Path, report: Path, history: Path
         path.parent.mkdir(parents=True, exist_ok=True)
     write_posterior(fit, posterior)
     toml.write_text(calibrated_toml(fit), encoding="utf-8")
-    written = write_history(fit, history)
+    written = write_history(fit, history) if history is not None else []
     point = fit.problem.fact_values(np.array([list(fit.point().values())]))[0]
     figures = write_figures(fit, report.parent / "figures")
     report.write_text(markdown(fit, point), encoding="utf-8")
     missed = [t.id for t, v in zip(fit.problem.facts, point, strict=True) if not t.contains(v)]
-    log(f"wrote {posterior}, {toml}, {report} (and {len(figures)} figure files), {', '.join(map(str, written))}")
+    files = [str(posterior), str(toml), f"{report} (and {len(figures)} figure files)", *map(str, written)]
+    log(f"wrote {', '.join(files)}")
     if missed:
-        log(f"at the default (best particle) these calibration facts miss their band: {', '.join(missed)}")
+        log(f"at the default values these calibration facts miss their band: {', '.join(missed)}")

@@ -23,6 +23,7 @@ import pandas as pd
 
 from analysis.figures import plain_text, plt, save
 from analysis.sensitivity import analysis_seed, constant_value, replicate_means
+from sim.display import parameter_label
 
 DIVISORS = (4, 2, 1)  # indices at N/4, N/2 and N
 SMALLEST = 4  # base points below which no index is estimated
@@ -150,7 +151,7 @@ def convergence_figure(table: pd.DataFrame, output: str, title: str):
                 marker="o",
                 ms=3,
                 color=colours(k % 20),
-                label=plain_text(name, 40),
+                label=plain_text(parameter_label(name), 40),
             )
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xticks(range(len(steps)), [str(n) for n in steps])

@@ -15,6 +15,7 @@ import pandas as pd
 
 from analysis.figures import plain_text, plt, save
 from analysis.sensitivity import replicate_means
+from sim.display import parameter_label
 
 # Index columns drawn as bars, with their interval columns, per method.
 BARS = {
@@ -34,11 +35,11 @@ def output_label(manifest: dict[str, Any], output: str) -> tuple[str, str]:
 
 
 def _param_label(name: str) -> str:
-    """A parameter's name with its unit from the registry, if it is a registry parameter."""
+    """A parameter's readable name (:func:`sim.display.parameter_label`) with its unit from the registry."""
     from sim.parameters import REGISTRY
 
     param = REGISTRY.get(name)
-    return f"{name} ({param.unit})" if param else plain_text(name, 50)
+    return f"{parameter_label(name)} ({param.unit})" if param else plain_text(name, 50)
 
 
 def index_bars(table: pd.DataFrame, bars: list[tuple[str, str, str]], title: str, xlabel: str):
@@ -50,7 +51,7 @@ def index_bars(table: pd.DataFrame, bars: list[tuple[str, str, str]], title: str
     height = 0.8 / k
     for i, (col, conf, label) in enumerate(bars):
         ax.barh(y + (i - (k - 1) / 2) * height, table[col], height, xerr=table[conf], capsize=2, label=label)
-    ax.set_yticks(y, [plain_text(p, 50) for p in table["parameter"]])
+    ax.set_yticks(y, [plain_text(parameter_label(p), 50) for p in table["parameter"]])
     ax.axvline(0, color="grey", lw=0.8)
     ax.set(xlabel=xlabel, title=title)
     ax.legend(frameon=False, loc="lower right")
@@ -74,7 +75,7 @@ def s2_heatmap(pairs: pd.DataFrame, names: list[str], title: str):
     # Values are written only where the interval excludes 0: the rest is noise, and ink there would hide the signal.
     for i, j in zip(*np.nonzero(np.abs(s2) > conf), strict=True):
         ax.text(j, i, f"{s2[i, j]:.3f}", ha="center", va="center", fontsize=7)
-    labels = [plain_text(n, 40) for n in names]
+    labels = [plain_text(parameter_label(n), 40) for n in names]
     ax.set_xticks(range(k - 1), labels[1:], rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(k - 1), labels[:-1], fontsize=8)
     fig.colorbar(image, ax=ax, shrink=0.8, label="S2 (share of output variance)")
@@ -118,7 +119,7 @@ def morris_plot(table: pd.DataFrame, title: str, unit: str):
     labelled = table[table["mu_star"] >= 0.05 * table["mu_star"].max()]
     for _, row in labelled.iterrows():
         ax.annotate(
-            plain_text(row["parameter"], 50),
+            plain_text(parameter_label(row["parameter"]), 50),
             (row["mu_star"], row["sigma"]),
             fontsize=7,
             xytext=(3, 3),
@@ -162,7 +163,7 @@ def oat_ranges(table: pd.DataFrame, title: str, label: str):
     y = np.arange(len(table))
     ax.barh(y, table["max"] - table["min"], left=table["min"], color="C0", alpha=0.7)
     ax.axvline(table["base"].iloc[0], color="k", lw=1, label="base value")
-    ax.set_yticks(y, [plain_text(p, 50) for p in table["parameter"]])
+    ax.set_yticks(y, [plain_text(parameter_label(p), 50) for p in table["parameter"]])
     ax.set(xlabel=label, title=title)
     ax.legend(frameon=False)
     return fig

@@ -50,7 +50,8 @@ def forest_plot(table: pd.DataFrame, targets: Sequence[Target], out: Path, setti
         _panel(ax, rows.reset_index(drop=True), label, ref)
     fig.suptitle(
         f"Simulated ({plain_text(settings['scenario'], 60)}, {settings['replicates']} replicates x "
-        f"{settings['clients']} clients) against published bands",
+        f"{settings['clients']} clients) "
+        "against published bands",
         fontsize=10,
     )
     handles = [
@@ -58,12 +59,13 @@ def forest_plot(table: pd.DataFrame, targets: Sequence[Target], out: Path, setti
         Line2D([], [], marker="D", ls="none", color="#333333", label="published value"),
         Line2D([], [], marker="o", color=PASS_COLOUR, label="simulated, 95% CI: pass"),
         Line2D([], [], marker="o", color=MISS_COLOUR, mfc="white", label="miss"),
+        Line2D([], [], ls="none", label="(C) calibrated to, (V) validation only"),
     ]
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     fig.legend(
         handles=handles,
         loc="upper center",
-        ncol=4,
+        ncol=5,
         fontsize=8,
         frameon=False,
         bbox_to_anchor=(0.5, 1 - 0.32 / fig.get_figheight()),
@@ -90,9 +92,8 @@ def _panel(ax, rows: pd.DataFrame, label: str, ref: float | None) -> None:
                 capsize=3,
                 zorder=4,
             )
-    names = [
-        f"{plain_text(r.fact, 90)} ({'C' if r.set == 'calibration' else 'V'})" for r in rows.itertuples(index=False)
-    ]
+    kind = {"calibration": "C", "validation": "V"}
+    names = [f"{plain_text(r.fact.replace('_', ' '), 90)} ({kind[r.set]})" for r in rows.itertuples(index=False)]
     ax.set_yticks(y, names, fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlabel(label, fontsize=8)

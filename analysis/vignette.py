@@ -2,29 +2,47 @@
 
 Pure functions over the output tables of one run (``clients``, ``sessions``, ``events``; see
 :mod:`sim.records`). The event log supplies the wording of each event; the sessions table supplies
-the alliance and PHQ-9 around them.
+the alliance and PHQ-9 around them. The scores are explained where a reader would stop: why the
+intake score differs from session 1's, and what the end-of-course assessment is.
 """
 
 from __future__ import annotations
 
+import zlib
+
+import numpy as np
 import pandas as pd
 
 from sim.dynamics import CASENESS
 from sim.outcomes import RELIABLE_CHANGE
+from sim.reasons import CATEGORY_OF, CATEGORY_TEXT, REASON_TEXT, REASONS
 from sim.records import DROPOUT_TEXT, completion_text
+from sim.vignette import VignetteError
 
+# Each pick names what every match has in common (a client with one repaired and one open rupture
+# is not "rupture-repaired").
 PICKS = {
     "dropout": ("dropped out", lambda c: c["end_type"] == "dropout"),
+    "completed": ("completed the course", lambda c: c["end_type"] == "completed"),
+    "good-enough": ("ended by agreement (good enough)", lambda c: c["end_type"] == "good_enough"),
     "recovered": ("recovered", lambda c: c["recovery"].astype(bool)),
     "deteriorated": ("reliably deteriorated", lambda c: c["reliable_deterioration"].astype(bool)),
-    "rupture-repaired": ("had a rupture repaired", lambda c: c["repairs"] >= 1),
+    "rupture-repaired": (
+        "had every rupture repaired",
+        lambda c: (c["ruptures"] >= 1) & (c["repairs"] == c["ruptures"]),
+    ),
+    "rupture-unrepaired": ("left a rupture unrepaired", lambda c: c["repairs"] < c["ruptures"]),
+    "dropout-unrepaired": (
+        "dropped out with a rupture unrepaired",
+        lambda c: (c["end_type"] == "dropout") & (c["repairs"] < c["ruptures"]),
+    ),
+    "matched": ("saw a therapist of their own culture group", lambda c: c["cultural_match"].astype(bool)),
+    "mismatched": ("saw a therapist of another culture group", lambda c: ~c["cultural_match"].astype(bool)),
 }
+PICK_STREAM = zlib.crc32(b"vignette pick")  # keys the Generator of --random, as sim.streams keys its streams
 # PHQ-9 severity bands (Kroenke, Spitzer & Williams 2001, doi:10.1046/j.1525-1497.2001.016009606.x).
 SEVERITY = ((20, "severe"), (15, "moderately severe"), (10, "moderate"), (5, "mild"), (0, "minimal"))
-
-
-class VignetteError(ValueError):
-    """No such client, or no client matches a pick; the message says what to try instead."""
+__all__ = ["PICKS", "VignetteError", "narrative", "pick_client"]
 
 
 def severity(phq9: float) -> str:
@@ -32,22 +50,41 @@ def severity(phq9: float) -> str:
     return next(label for low, label in SEVERITY if phq9 >= low)
 
 
-def pick_client(clients: pd.DataFrame, pick: str) -> int:
-    """The lowest client id matching ``pick`` (one of :data:`PICKS`).
+def pick_client(clients: pd.DataFrame, pick: str | list[str] | None, nth: int = 1, seed: int | None = None) -> int:
+    """A client whose course went as ``pick`` says: the ``nth`` match, by id or in a seeded random order.
+
+    Args:
+        clients: the clients table of the run.
+        pick: one of :data:`PICKS`, several (a client must match all: ``["dropout", "mismatched"]``),
+            or None for every client.
+        nth: which match, from 1.
+        seed: shuffle the matches with a Generator seeded from it (``--random``); None keeps id order.
 
     Raises:
-        VignetteError: an unknown pick, or no client matches.
+        VignetteError: an unknown pick, no match, or fewer matches than ``nth``.
     """
-    if pick not in PICKS:
-        raise VignetteError(f"--pick {pick!r} is not one of {', '.join(PICKS)}.")
-    label, matches = PICKS[pick]
-    ids = clients.loc[matches(clients), "client_id"]
-    if ids.empty:
+    picks = [pick] if isinstance(pick, str) else list(pick or [])
+    unknown = [p for p in picks if p not in PICKS]
+    if unknown:
+        raise VignetteError(f"--pick {unknown[0]!r} is not one of {', '.join(PICKS)}.")
+    label = " and ".join(PICKS[p][0] for p in picks)
+    chosen = np.ones(len(clients), dtype=bool)
+    for p in picks:
+        chosen &= np.asarray(PICKS[p][1](clients), dtype=bool)
+    ids = np.sort(clients.loc[chosen, "client_id"].to_numpy())
+    if not len(ids):
         raise VignetteError(
             f"no client in this run {label} ({len(clients)} clients): try more clients with --clients, "
             f"another seed with --seed, or another --pick."
         )
-    return int(ids.min())
+    if nth < 1 or nth > len(ids):
+        raise VignetteError(
+            f"--nth {nth}: {len(ids)} clients in this run {label or 'in all'}; use --nth from 1 to {len(ids)} "
+            "(or more clients with --clients)."
+        )
+    if seed is not None:
+        ids = np.random.default_rng([seed, PICK_STREAM]).permutation(ids)
+    return int(ids[nth - 1])
 
 
 def client_row(clients: pd.DataFrame, client_id: int) -> pd.Series:
@@ -63,18 +100,30 @@ def client_row(clients: pd.DataFrame, client_id: int) -> pd.Series:
     return rows.iloc[0]
 
 
-def profile_text(row: pd.Series) -> str:
-    """The client and therapist at intake, in one paragraph."""
+def client_text(row: pd.Series) -> str:
+    """The client at intake: attachment, culture, hope and severity."""
+    return (
+        f"Client {row['client_id']}: {row['attachment_style']} attachment (anxiety {row['attachment_anxiety']:.1f}, "
+        f"avoidance {row['attachment_avoidance']:.1f} on the ECR-R 1-7 scale); culture group {row['client_culture']}; "
+        f"outcome expectancy {row['expectancy']:.2f} (0-1); intake PHQ-9 {row['intake_phq9']} "
+        f"({severity(row['intake_phq9'])})."
+    )
+
+
+def therapist_text(row: pd.Series) -> str:
+    """The client's therapist, as the client meets them."""
     match = "a cultural match" if row["cultural_match"] else "no cultural match"
     feedback = "uses" if row["therapist_uses_feedback"] else "does not use"
     return (
-        f"Client {row['client_id']}: {row['attachment_style']} attachment (anxiety {row['attachment_anxiety']:.1f}, "
-        f"avoidance {row['attachment_avoidance']:.1f} on the ECR-R 1-7 scale); culture group {row['client_culture']} "
-        f"with a therapist of group {row['therapist_culture']}: {match}; outcome expectancy "
-        f"{row['expectancy']:.2f} (0-1); intake PHQ-9 {row['intake_phq9']} ({severity(row['intake_phq9'])}). "
-        f"Therapist {row['therapist_id']}: empathy {row['therapist_empathy']:.2f} (0-1; the client perceives "
-        f"{row['perceived_empathy']:.2f}); {feedback} routine outcome feedback."
+        f"Therapist {row['therapist_id']}: culture group {row['therapist_culture']} ({match}); empathy "
+        f"{row['therapist_empathy']:.2f} (0-1; the client perceives {row['perceived_empathy']:.2f}); {feedback} "
+        "routine outcome feedback."
     )
+
+
+def profile_text(row: pd.Series) -> str:
+    """The client and therapist at intake, in one paragraph."""
+    return f"{client_text(row)} {therapist_text(row)}"
 
 
 def _state(week: pd.Series) -> str:
@@ -134,7 +183,70 @@ def course_lines(sessions: pd.DataFrame, events: pd.DataFrame, intake_phq9: int)
     return lines
 
 
-def ending_text(row: pd.Series, followup_weeks: int | None = None, planned_sessions: int | None = None) -> str:
+MINOR_SHARE = 0.05  # reasons with a smaller share of a dropout are left out of its account
+
+
+def reasons_text(row: pd.Series, sessions: pd.DataFrame | None = None) -> str:
+    """What pushed a client out, in plain words with the shares of the reasons and what showed them.
+
+    "mostly practical barriers (62%: missed 3 of the last 4 weeks); an unrepaired rupture (25%: the
+    rupture of week 6 still open) added to it (as clients report it: practical or circumstantial
+    constraints)", from the clients table's ``share_<reason>`` columns (a dropout's shares sum to
+    one) and, given the client's rows of the sessions table, the course that shows each reason; the
+    main reason's words alone when the table has no shares.
+    """
+    cause = row["dropout_cause"]
+    main = DROPOUT_TEXT.get(cause, str(cause).replace("_", " "))
+    shares = {r: float(row[f"share_{r}"]) for r in REASONS if f"share_{r}" in row.index and pd.notna(row[f"share_{r}"])}
+    if not shares:
+        return main
+    order = sorted(shares, key=shares.get, reverse=True)
+    lead = order[0]
+    seen = _evidence(row, sessions) if sessions is not None else {}
+
+    def part(reason: str) -> str:
+        shown = seen.get(reason)
+        return f"{REASON_TEXT[reason]} ({shares[reason]:.0%}{': ' + shown if shown else ''})"
+
+    text = f"{'mostly' if shares[lead] >= 0.5 else 'above all'} {part(lead)}"
+    others = [part(r) for r in order[1:] if shares[r] >= MINOR_SHARE]
+    if others:
+        joined = others[0] if len(others) == 1 else ", ".join(others[:-1]) + f" and {others[-1]}"
+        text += f"; {joined} added to it"
+    return f"{text} (as clients report it: {CATEGORY_TEXT[CATEGORY_OF[lead]]})"
+
+
+def _evidence(row: pd.Series, sessions: pd.DataFrame) -> dict[str, str]:
+    """What in the client's course shows each reason, in a few words (the sessions table's rows of one client)."""
+    weeks = sessions.sort_values("session")
+    last = weeks.tail(4)
+    missed = last["event"].astype(str).str.contains("missed").sum()
+    broken = weeks["event"].astype(str).str.contains("cancelled|holiday").sum()
+    attended = weeks[weeks["attended"]]
+    out: dict[str, str] = {}
+    if missed:
+        out["practical_barriers"] = out["low_engagement"] = f"missed {missed} of the last {len(last)} weeks"
+    if broken:
+        out["therapy_breaks"] = f"{broken} cancelled or holiday {'week' if broken == 1 else 'weeks'}"
+    ruptures = weeks[weeks["event"].astype(str).str.contains("rupture")]
+    if row["ruptures"] > row["repairs"] and len(ruptures):
+        out["unrepaired_rupture"] = f"the rupture of week {int(ruptures['session'].iloc[-1])} still open"
+    if len(attended):
+        out["weak_alliance"] = (
+            f"alliance {attended['alliance'].iloc[-1]:.0f} on the WAI-SR at the last session, below 48"
+        )
+        phq = attended["phq9"].dropna()
+        if len(phq) and phq.iloc[-1] < row["intake_phq9"]:
+            out["felt_better"] = f"PHQ-9 down from {int(row['intake_phq9'])} to {int(phq.iloc[-1])}"
+    return out
+
+
+def ending_text(
+    row: pd.Series,
+    followup_weeks: int | None = None,
+    planned_sessions: int | None = None,
+    sessions: pd.DataFrame | None = None,
+) -> str:
     """Why and when the course ended, and where the client's symptoms stood after it.
 
     A completed course ended either with every planned session attended or, with sessions missed
@@ -143,8 +255,11 @@ def ending_text(row: pd.Series, followup_weeks: int | None = None, planned_sessi
     """
     week, attended = row["end_session"], row["sessions_attended"]
     if row["end_type"] == "dropout":
-        cause = DROPOUT_TEXT.get(row["dropout_cause"], str(row["dropout_cause"]).replace("_", " "))
-        how = f"The client dropped out in week {week}, after {attended} sessions attended: {cause}."
+        sessions_word = "session" if attended == 1 else "sessions"
+        how = (
+            f"The client dropped out in week {week}, after {attended} {sessions_word} attended: "
+            f"{reasons_text(row, sessions)}."
+        )
     elif row["end_type"] == "good_enough":
         how = f"Therapist and client ended by agreement in week {week}, after {attended} sessions: good enough."
     elif row["end_type"] == "completed":
@@ -173,6 +288,52 @@ def ending_text(row: pd.Series, followup_weeks: int | None = None, planned_sessi
     )
 
 
+def scores_text(row: pd.Series, sessions: pd.DataFrame, events: pd.DataFrame, params: dict) -> str:
+    """Why the client's PHQ-9 scores differ from one another: each is a separate administration.
+
+    Args:
+        row: the client's row of the clients table.
+        sessions, events: the client's rows of the sessions and events tables.
+        params: the run's parameters (measurement error, outcome measure).
+    """
+    error = float(params["measurement_error_sd"])
+    attended = sessions[sessions["attended"]].sort_values("session")
+    parts = []
+    if len(attended):
+        first = attended.iloc[0]
+        week = int(first["session"])
+        stress = events[(events["event"] == "life_event") & (events["session"] <= week)]
+        moved = (
+            f", and a stressful life event in week {int(stress['session'].iloc[0])} added to it" if len(stress) else ""
+        )
+        parts.append(
+            f"The intake PHQ-9 ({row['intake_phq9']}) and the score at the first session attended "
+            f"({first['phq9']:.0f}, week {week}) are separate administrations: each carries measurement error "
+            f"(SD {error:g} points), and the client's true severity moves between them{moved}."
+        )
+    else:
+        parts.append("The client never attended a session, so the intake is the only score taken in therapy.")
+    if params.get("outcome_measure", "end_assessment") == "last_observed":
+        parts.append(
+            f"In this scenario, as in routine care, nobody is assessed after leaving: the final score "
+            f"({row['final_phq9']}) is the last one taken, and outcomes are scored on it."
+        )
+    else:
+        last = (
+            f"the last session's {attended.iloc[-1]['phq9']:.0f} (week {int(attended.iloc[-1]['session'])})"
+            if len(attended)
+            else "a session score"
+        )
+        everyone = " (those who dropped out too, as a trial assesses everyone it enrolled)"
+        parts.append(
+            f"The end-of-course assessment ({row['final_phq9']}) is one more administration, given when the course "
+            f"ended in week {row['end_session']} to every client{everyone}; recovery and reliable change are "
+            f"scored on it, not on {last}, so the two can differ by "
+            "measurement error and by what happened since."
+        )
+    return " ".join(parts)
+
+
 def narrative(
     clients: pd.DataFrame,
     sessions: pd.DataFrame,
@@ -181,8 +342,9 @@ def narrative(
     scenario: str = "",
     followup_weeks: int | None = None,
     planned_sessions: int | None = None,
+    params: dict | None = None,
 ) -> str:
-    """The vignette as Markdown: profile at intake, the course session by session, the ending.
+    """The vignette as Markdown: profile at intake, the course session by session, the ending, the scores.
 
     Args:
         clients, sessions, events: the run's tables (:mod:`sim.records`).
@@ -190,10 +352,15 @@ def narrative(
         scenario: the scenario's name, for the heading.
         followup_weeks: length of the follow-up, for the wording of the follow-up score.
         planned_sessions: the course's planned sessions, to tell a completed course from a closed window.
+        params: the run's parameters; supply the follow-up, planned sessions, measurement error and
+            outcome measure, and add the section on how the scores relate.
 
     Raises:
         VignetteError: no such client.
     """
+    if params is not None:
+        followup_weeks = int(params["followup_weeks"]) if followup_weeks is None else followup_weeks
+        planned_sessions = int(params["planned_sessions"]) if planned_sessions is None else planned_sessions
     row = client_row(clients, client_id)
     own = sessions[sessions["client_id"] == client_id]
     log = events[events["client_id"] == client_id]
@@ -211,7 +378,9 @@ def narrative(
         "",
         "## How it ended",
         "",
-        ending_text(row, followup_weeks, planned_sessions),
+        ending_text(row, followup_weeks, planned_sessions, own),
         "",
     ]
+    if params is not None:
+        lines += ["## About the scores", "", scores_text(row, own, log, params), ""]
     return "\n".join(lines)

@@ -10,19 +10,23 @@ import argparse
 import json
 import math
 import os
+import signal
 import socket
 import sys
+import textwrap
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from analysis.vignette import PICKS, VignetteError
+from analysis.vignette import PICKS
 from sim import parameters, userfiles
 from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
 from sim.posterior import PosteriorError
 from sim.scenario import ScenarioError, list_scenarios, load_scenario
 from sim.userfiles import clean_text
+from sim.vignette import VignetteError
 
 
 class OutputError(ValueError):
@@ -187,46 +191,69 @@ def cmd_compare(args) -> int:
     """``compare``: scenarios side by side on common random numbers, over replicates."""
     from sim.comparison import compare
 
+    pairs = [_pair(text) for text in args.pair]
+    if args.posterior:
+        from sim.posterior import load_posterior
+
+        load_posterior()  # a missing or broken posterior is reported before any directory is made
     out = output_dir(args.out, files=COMPARE_FILES)
     result = compare(
-        *args.scenarios, clients=args.clients, therapists=args.therapists, seed=args.seed, replicates=args.replicates
+        *args.scenarios,
+        clients=args.clients,
+        therapists=args.therapists,
+        seed=args.seed,
+        replicates=args.replicates,
+        reference=args.reference,
+        pairs=pairs or None,
+        posterior=args.posterior,
     )
     with writing(out):
         result.save(out)
     s = result.settings
-    names = " vs ".join(clean_text(name, 40) for name in result.scenarios)
-    print(
+    names = ", ".join(clean_text(name, 40) for name in result.scenarios)
+    heading = (
         f"{names}: {s['clients']} clients, {s['therapists']} therapists, seed {s['seed']}, "
-        f"common random numbers\n\n{result.text()}\n\nwritten to {out.resolve()}/ (compare.csv, compare.png, "
-        "compare.svg)"
+        f"{s['replicates']} replicates on common random numbers"
+    )
+    print(
+        f"{textwrap.fill(heading, 100)}\n\n{result.text()}\n\n"
+        f"written to {out.resolve()}/ (compare.csv, compare.png, compare.svg)"
     )
     return 0
 
 
-def cmd_vignette(args) -> int:
-    """``vignette``: one dyad's course as a timeline figure and a plain-language account."""
-    from analysis.figures import plain_text, save
-    from analysis.vignette import narrative, pick_client
-    from analysis.vignette_figure import vignette_figure
-    from sim.run import simulate
-
-    scenario = load_scenario(args.scenario).with_settings(clients=args.clients, seed=args.seed)
-    if not args.pick and not 0 <= args.client < scenario.clients:
-        raise VignetteError(
-            f"no client {args.client} in this run: use an id from 0 to {scenario.clients - 1} "
-            "(or --clients to grow it)."
+def _pair(text: str) -> tuple[str, str]:
+    """``--pair REFERENCE:SCENARIO`` as a (reference, scenario) pair."""
+    reference, sep, scenario = text.partition(":")
+    if not sep or not reference or not scenario:
+        raise ScenarioError(
+            f"--pair {clean_text(repr(text), 60)} is not of the form REFERENCE:SCENARIO, e.g. "
+            "--pair cultural_mismatch:cultural_mismatch_humility."
         )
+    return reference, scenario
+
+
+def cmd_vignette(args) -> int:
+    """``vignette``: one dyad's course as a timeline and a plain-language account; a what-if beside it."""
+    from sim.vignette import parse_what_if, vignette
+
+    what_if = parse_what_if(args.what_if)
+    load_scenario(args.scenario)  # a bad name or file is reported before any directory is made
     out = output_dir(args.out, files=VIGNETTE_FILES)
-    result = simulate(scenario)
-    client_id = pick_client(result.clients, args.pick) if args.pick else args.client
-    followup, planned = int(scenario.params["followup_weeks"]), int(scenario.params["planned_sessions"])
-    name = clean_text(scenario.name)
-    text = narrative(result.clients, result.sessions, result.events, client_id, name, followup, planned)
-    title = f"Client {client_id}, scenario {plain_text(name)} (seed {result.summary['seed']})"
+    result = vignette(
+        args.scenario,
+        args.client,
+        pick=args.pick,
+        nth=args.nth,
+        random=args.random,
+        clients=args.clients,
+        seed=args.seed,
+        what_if=what_if or None,
+        other_therapist=args.other_therapist,
+    )
     with writing(out):
-        (out / "vignette.md").write_text(text)
-        save(vignette_figure(result.clients, result.sessions, client_id, title, followup), out, "vignette")
-    print(f"{text}\nwritten to {out.resolve()}/ (vignette.md, vignette.png, vignette.svg)")
+        result.save(out)
+    print(f"{result.text()}\nwritten to {out.resolve()}/ (vignette.md, vignette.png, vignette.svg)")
     return 0
 
 
@@ -255,10 +282,74 @@ def cmd_scenarios(args) -> int:
     return 0
 
 
+def app_command(scenario: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that serve sim/app.py on localhost, with nothing asked of the internet.
+
+    Solara would otherwise check PyPI for a newer version at start, send usage telemetry, and fetch
+    any front-end file missing from solara-assets from a public CDN: ``--no-check-version``, the
+    telemetry switch and a CDN address on a closed local port stop all three.
+    """
+    app = Path(__file__).with_name("app.py")
+    env = {
+        **os.environ,
+        APP_SCENARIO_VARIABLE: scenario,
+        "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False",
+        "SOLARA_ASSETS_CDN": "http://127.0.0.1:9/",  # a miss fails here instead of going to jsdelivr
+        "SOLARA_THEME_SHOW_BANNER": "False",  # Solara's corner banner would cover the last chart on a projector
+    }
+    command = [sys.executable, "-m", "solara", "run", str(app), "--host", "127.0.0.1", "--port", str(port)]
+    return [*command, "--production", "--no-check-version"], env
+
+
+def _end_with_parent() -> None:  # pragma: no cover (runs in the child between fork and exec)
+    """Ask Linux to send the server SIGTERM when this process dies, even by SIGKILL."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
+def serve(command: list[str], env: dict[str, str], grace: float = 10.0) -> int:
+    """Run the server as a child that ends with this process: on SIGTERM, SIGINT or SIGHUP, and on its death.
+
+    A signal is passed on to the server as SIGTERM, which then gets ``grace`` seconds to close
+    its connections before it is killed. Returns the server's exit status, or 0 when stopped by a signal.
+    """
+    import subprocess
+
+    stop = threading.Event()
+    preexec = _end_with_parent if sys.platform.startswith("linux") else None
+    proc = subprocess.Popen(command, env=env, preexec_fn=preexec)  # the parent runs no other threads
+
+    def forward(signum, frame):
+        stop.set()
+        if proc.poll() is None:
+            proc.terminate()
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        while proc.poll() is None:
+            try:
+                proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+            if stop.is_set():
+                try:
+                    proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if stop.is_set() else proc.returncode
+
+
 def cmd_app(args) -> int:
     """``app``: the interactive browser app (sim/app.py) on localhost, starting from a scenario."""
     import importlib.util
-    import subprocess
 
     scenario = load_scenario(args.scenario)  # a bad name or file is reported here, not in the browser
     if importlib.util.find_spec("solara") is None:
@@ -278,14 +369,8 @@ def cmd_app(args) -> int:
                 file=sys.stderr,
             )
             return 2
-    app = Path(__file__).with_name("app.py")
     print(f"scenario {clean_text(scenario.name)}: open http://127.0.0.1:{args.port} (Ctrl-C stops the app)", flush=True)
-    env = {**os.environ, APP_SCENARIO_VARIABLE: args.scenario}
-    command = [sys.executable, "-m", "solara", "run", str(app), "--host", "127.0.0.1", "--port", str(args.port)]
-    try:
-        return subprocess.call([*command, "--production"], env=env)
-    except KeyboardInterrupt:
-        return 0
+    return serve(*app_command(args.scenario, args.port))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,16 +406,54 @@ def build_parser() -> argparse.ArgumentParser:
         "--replicates", type=positive_int, default=10, help="cohorts per scenario, 2 or more (default 10)"
     )
     comp.add_argument("--out", required=True, help="directory for compare.csv, compare.png and compare.svg")
+    versus = comp.add_mutually_exclusive_group()
+    versus.add_argument(
+        "--reference", metavar="NAME", help="report each scenario's difference from this one (default: the first)"
+    )
+    versus.add_argument(
+        "--pair",
+        action="append",
+        default=[],
+        metavar="REFERENCE:SCENARIO",
+        help="report this pair's difference instead (repeatable), e.g. cultural_mismatch:cultural_mismatch_humility",
+    )
+    comp.add_argument(
+        "--posterior",
+        type=at_least_two,
+        metavar="K",
+        help="K replicates, replicate r with parameters drawn from the posterior (sim/posterior.csv) for all",
+    )
     comp.set_defaults(func=cmd_compare)
 
     vig = sub.add_parser("vignette", help="follow one client's course: timeline and plain-language account")
     vig.add_argument("scenario", help="a scenario name from scenarios/ or a path to a .toml file")
-    which = vig.add_mutually_exclusive_group()
-    which.add_argument("--client", type=int, default=0, metavar="ID", help="the client's id (default 0)")
-    which.add_argument("--pick", choices=list(PICKS), help="the first client (lowest id) whose course ended this way")
+    vig.add_argument("--client", type=int, metavar="ID", help="the client's id (default 0)")
+    vig.add_argument(
+        "--pick",
+        action="append",
+        choices=list(PICKS),
+        help="a client whose course went this way, the lowest id (repeat it: a client matching every pick)",
+    )
+    vig.add_argument("--nth", type=positive_int, metavar="K", help="the Kth client the pick (or --random) matches")
+    vig.add_argument(
+        "--random", action="store_true", help="a client at random among the matches, seeded by the run's seed"
+    )
     vig.add_argument("--clients", type=positive_int, help="clients in the cohort (therapists scale with them)")
     vig.add_argument("--seed", type=seed_int, help="the run's seed")
     vig.add_argument("--out", required=True, help="directory for vignette.md, vignette.png and vignette.svg")
+    vig.add_argument(
+        "--what-if",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="also follow the same client, with the same luck, under this parameter value (repeatable)",
+    )
+    vig.add_argument(
+        "--other-therapist",
+        type=int,
+        metavar="ID",
+        help="also follow the same client, with the same luck, with this therapist",
+    )
     vig.set_defaults(func=cmd_vignette)
 
     params = sub.add_parser("params", help="print the parameter registry")

@@ -35,7 +35,7 @@ from numba import njit
 from sim import reasons
 from sim.dyads import Dyads, State
 from sim.expected import CURVE
-from sim.reasons import miss_shares, shapley_shares
+from sim.reasons import miss_shares_exp, shapley_shares
 
 # Event flags, one bit each, as stored in the per-week event record.
 ATTENDED, MISSED, CANCELLED, HOLIDAY = 1, 2, 4, 8
@@ -133,26 +133,35 @@ class WeekParams(NamedTuple):
         return cls(**{k: np.ascontiguousarray(np.asarray(p[k], dtype=float).ravel()) for k in cls._fields})
 
 
-class Draws(NamedTuple):
-    """The random numbers of every week; each field shape (n_weeks, n_clients).
+# Columns of the weekly draws, one per kind of decision (see :class:`Draws`).
+D_CANCEL, D_ATTEND, D_RUPTURE, D_REPAIR, D_ENDING, D_DROPOUT_DRAW = 0, 1, 2, 3, 4, 5
+D_DRIFT, D_MEASUREMENT, D_LIFE, D_GAIN, D_REVERSAL = 6, 7, 8, 9, 10
+DRAW_COLUMNS = (
+    "cancel",
+    "attend",  # logit of the uniform: u < expit(x) exactly when logit(u) < x, without exp
+    "rupture",
+    "repair",
+    "ending",
+    "dropout",  # logit of the uniform
+    "drift",  # standard normal
+    "measurement",  # standard normal
+    "life_event",
+    "gain",
+    "gain_reversal",
+)
 
-    The number of draws per week is fixed whatever the state, so drawing all weeks at once gives
-    the same numbers as drawing week by week.
+
+class Draws(NamedTuple):
+    """The random numbers of every week, client by client.
+
+    ``weekly`` is shaped (n_clients, n_weeks, len(DRAW_COLUMNS)): a client's whole course of draws lies
+    together in memory, so the kernel reads each dyad's weeks from one contiguous block (the block is
+    shared by every parameter set, and stays in cache while the sets run). The number of draws per
+    week is fixed whatever the state, so drawing all weeks at once gives the same numbers as drawing
+    week by week.
     """
 
-    cancel: np.ndarray
-    attend: np.ndarray
-    rupture: np.ndarray
-    repair: np.ndarray
-    ending: np.ndarray
-    dropout: np.ndarray
-    drift: np.ndarray  # standard normal
-    measurement: np.ndarray  # standard normal
-    life_event: np.ndarray
-    gain: np.ndarray
-    gain_reversal: np.ndarray
-    attend_logit: np.ndarray  # logit of ``attend``: u < expit(x) exactly when logit(u) < x, without exp
-    dropout_logit: np.ndarray  # logit of ``dropout``
+    weekly: np.ndarray
 
 
 def week(w: int, p: WeekParams, d: Dyads, s: State, r: Draws) -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +199,7 @@ def _clip01(x):
     return min(max(x, 0.0), 1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  # noqa: C901, PLR0915 (one pass over a dyad's weeks, in order)
     """Weeks ``first`` to ``last`` of every dyad, in place; events of the last week simulated.
 
@@ -203,6 +212,53 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
     terms = np.empty(len(reasons.HAZARD_TERMS))
     term_shares = np.empty(len(reasons.HAZARD_TERMS))
     for k in range(n_sets):
+        # The set's parameters the loops read, loaded once: the compiler cannot keep array reads out of the
+        # inner loops itself (the arrays could alias those the loop writes).
+        alliance_flag_level_k = p.alliance_flag_level[k]
+        alliance_reference_k = p.alliance_reference[k]
+        anxious_break_sensitivity_k = p.anxious_break_sensitivity[k]
+        break_attendance_k = p.break_attendance[k]
+        collaboration_rate_k = p.collaboration_rate[k]
+        cultural_strain_rupture_k = p.cultural_strain_rupture[k]
+        disclosure_gate_k = p.disclosure_gate[k]
+        disclosure_rate_k = p.disclosure_rate[k]
+        dropout_alliance_k = p.dropout_alliance[k]
+        dropout_barriers_k = p.dropout_barriers[k]
+        dropout_base_k = p.dropout_base[k]
+        dropout_breaks_k = p.dropout_breaks[k]
+        dropout_engagement_k = p.dropout_engagement[k]
+        dropout_improved_k = p.dropout_improved[k]
+        dropout_missed_k = p.dropout_missed[k]
+        dropout_rupture_k = p.dropout_rupture[k]
+        early_phase_sessions_k = p.early_phase_sessions[k]
+        early_risk_amplifier_k = p.early_risk_amplifier[k]
+        engagement_attendance_k = p.engagement_attendance[k]
+        engagement_rate_k = p.engagement_rate[k]
+        feedback_adaptation_k = p.feedback_adaptation[k]
+        feedback_engagement_boost_k = p.feedback_engagement_boost[k]
+        feedback_goal_boost_k = p.feedback_goal_boost[k]
+        feedback_repair_boost_k = p.feedback_repair_boost[k]
+        good_enough_min_sessions_k = p.good_enough_min_sessions[k]
+        good_enough_rate_k = p.good_enough_rate[k]
+        improvement_rate_k = p.improvement_rate[k]
+        last_week_k = p.last_week[k]
+        life_event_rate_k = p.life_event_rate[k]
+        measurement_error_sd_k = p.measurement_error_sd[k]
+        natural_recovery_rate_k = p.natural_recovery_rate[k]
+        not_on_track_margin_k = p.not_on_track_margin[k]
+        planned_sessions_k = p.planned_sessions[k]
+        progress_hope_weight_k = p.progress_hope_weight[k]
+        remoralization_rate_k = p.remoralization_rate[k]
+        rupture_anxiety_k = p.rupture_anxiety[k]
+        rupture_avoidance_k = p.rupture_avoidance[k]
+        rupture_stall_k = p.rupture_stall[k]
+        sudden_gain_bond_k = p.sudden_gain_bond[k]
+        sudden_gain_rate_k = p.sudden_gain_rate[k]
+        sudden_gain_reversal_k = p.sudden_gain_reversal[k]
+        sudden_gain_size_k = p.sudden_gain_size[k]
+        sudden_gain_trigger_k = p.sudden_gain_trigger[k]
+        symptom_noise_sd_k = p.symptom_noise_sd[k]
+        worsening_rate_k = p.worsening_rate[k]
         start, wat = p.planned_break_start[k], p.weak_alliance_threshold[k]
         w_a, w_c = p.alliance_improvement_weight[k], p.competence_improvement_weight[k]
         w_h, w_e = p.hope_improvement_weight[k], p.engagement_dose_weight[k]
@@ -217,18 +273,32 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
             if not s.active[k, i] or first > last:
                 continue
             # The dyad's constants and state, loaded once.
+            avoidance_i = d.avoidance[k, i]
+            bond_speed_i = d.bond_speed[k, i]
+            bond_target_i = d.bond_target[k, i]
+            break_dent_i = d.break_dent[k, i]
+            goal_target_i = d.goal_target[k, i]
+            readiness_i = d.readiness[k, i]
+            repair_chance_i = d.repair_chance[k, i]
+            repair_open_i = d.repair_open[k, i]
+            rupture_drop_i = d.rupture_drop[k, i]
+            rupture_static_i = d.rupture_static[k, i]
+            shock_i = d.shock[k, i]
+            task_target_i = d.task_target[k, i]
+            trust_i = d.trust[k, i]
             anxiety, strain, rupture_scale = d.anxiety[k, i], d.strain[k, i], d.rupture_scale[k, i]
             uses_feedback, cancel_risk, barrier_attend = (
                 d.uses_feedback[k, i],
                 d.cancel_risk[k, i],
                 d.barrier_attend[k, i],
             )
-            break_base = p.anxious_break_sensitivity[k] * rupture_scale * anxiety
+            break_base = anxious_break_sensitivity_k * rupture_scale * anxiety
+            barrier_exp = np.exp(-barrier_attend)
             fixed_dose = w_c * d.competence[k, i] + w_p * d.perceived_empathy[k, i]  # what the therapist brings
             intake, expectancy, hold = d.intake[k, i], d.expectancy[k, i], d.hold[k, i]
             responsiveness, asymptote = d.responsiveness[k, i], d.expected_asymptote[k, i]
-            barriers_risk = p.dropout_barriers[k] * d.barriers[k, i]
-            break_dropout = p.dropout_breaks[k] * (1.0 + p.anxious_break_sensitivity[k] * anxiety)
+            barriers_risk = dropout_barriers_k * d.barriers[k, i]
+            break_dropout = dropout_breaks_k * (1.0 + anxious_break_sensitivity_k * anxiety)
             bond, goal, task = s.bond[k, i], s.goal[k, i], s.task[k, i]
             disclosure, hope, engagement = s.disclosure[k, i], s.hope[k, i], s.engagement[k, i]
             severity, phq9 = s.severity[k, i], s.phq9[k, i]
@@ -248,6 +318,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                 s.miss_credit[k, i, 3],
             )
             ev, cause = 0, 0
+            rw = r.weekly[i]  # this client's draws, (n_weeks, columns)
             for w in range(first, last + 1):
                 if not active:
                     break
@@ -257,41 +328,43 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
 
                 # 1-2. Cancellations and holidays dent trust; attendance follows engagement, barriers and
                 # the reaction to a break. A missed session's chance is split over what lowered it.
-                cancelled = holiday or r.cancel[t, i] < cancel_risk
+                cancelled = holiday or rw[t, D_CANCEL] < cancel_risk
                 attended = False
                 missed = False
                 if not cancelled:
-                    disengaged = p.engagement_attendance[k] * (1.0 - engagement)
-                    broken = p.break_attendance[k] * abandonment
-                    attended = r.attend_logit[t, i] < attend_base - barrier_attend - disengaged - broken
+                    disengaged = engagement_attendance_k * (1.0 - engagement)
+                    broken = break_attendance_k * abandonment
+                    attended = rw[t, D_ATTEND] < attend_base - barrier_attend - disengaged - broken
                     missed = not attended
                     if missed:
-                        m0, m1, m2, m3 = miss_shares(attend_odds, barrier_attend, disengaged, broken)
+                        # exp(-0) is 1 exactly: the exponentials are skipped where a term is absent or constant
+                        e2 = np.exp(-broken) if broken != 0.0 else 1.0
+                        m0, m1, m2, m3 = miss_shares_exp(attend_odds, barrier_exp, np.exp(-disengaged), e2)
                         c0, c1, c2, c3 = c0 + m0, c1 + m1, c2 + m2, c3 + m3
                 flagged = attended and uses_feedback and off_track
                 if cancelled:
-                    bond = max(bond - d.break_dent[k, i], 0.0)
+                    bond = max(bond - break_dent_i, 0.0)
                     abandonment += 1.0
                     ev |= HOLIDAY if holiday else CANCELLED
 
                 # 3. Ruptures (risk rises after cancelled weeks, the more of them the more, for anxious
                 # clients) and repair of an earlier one; a repair restores the bond, can leave it stronger.
                 break_risk = break_base * abandonment
-                rupture = attended and not pending and r.rupture[t, i] < d.rupture_static[k, i] + break_risk
+                rupture = attended and not pending and rw[t, D_RUPTURE] < rupture_static_i + break_risk
                 repaired = False
                 if attended and pending:
-                    p_repair = d.repair_open[k, i] + p.feedback_repair_boost[k] if flagged else d.repair_chance[k, i]
-                    repaired = r.repair[t, i] < p_repair
-                drop = d.rupture_drop[k, i] if rupture else 0.0
+                    p_repair = repair_open_i + feedback_repair_boost_k if flagged else repair_chance_i
+                    repaired = rw[t, D_REPAIR] < p_repair
+                drop = rupture_drop_i if rupture else 0.0
                 regain = pending_drop * bonus if repaired else 0.0
                 if rupture:
                     pending_drop = drop
                     pending = True
                     ruptures += 1
                     cause = _rupture_cause(
-                        p.rupture_anxiety[k] * anxiety,
-                        p.rupture_avoidance[k] * d.avoidance[k, i],
-                        p.cultural_strain_rupture[k] * strain,
+                        rupture_anxiety_k * anxiety,
+                        rupture_avoidance_k * avoidance_i,
+                        cultural_strain_rupture_k * strain,
                         break_risk / (rupture_scale + 1e-12),
                     )
                     ev |= RUPTURE
@@ -308,74 +381,74 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                 # and addresses motivation.
                 if attended:
                     if not pending and not repaired:
-                        bond += d.bond_speed[k, i] * (d.bond_target[k, i] - bond)
-                    collab = p.collaboration_rate[k]
-                    goal += collab * (d.goal_target[k, i] - goal)
-                    task += collab * (d.task_target[k, i] - task)
+                        bond += bond_speed_i * (bond_target_i - bond)
+                    collab = collaboration_rate_k
+                    goal += collab * (goal_target_i - goal)
+                    task += collab * (task_target_i - task)
                 bond = _clip01(bond - drop + regain)
                 # Goal and task agreement dip with the bond but recover through collaboration alone:
                 # a repair mends the bond, frozen while the rupture is open.
                 goal = goal - share * drop
                 if flagged:
-                    goal += p.feedback_goal_boost[k] * (1.0 - goal)
-                    engagement += p.feedback_engagement_boost[k] * (1.0 - engagement)
+                    goal += feedback_goal_boost_k * (1.0 - goal)
+                    engagement += feedback_engagement_boost_k * (1.0 - engagement)
                     ev |= OFF_TRACK
                 goal = _clip01(goal)
                 task = _clip01(task - share * drop)
                 alliance = (bond + goal + task) / 3.0
                 if attended:
-                    disclosure += p.disclosure_rate[k] * (bond * d.trust[k, i] - disclosure)
+                    disclosure += disclosure_rate_k * (bond * trust_i - disclosure)
                     # Hope is anchored to the client's expectancy: the bond lifts it part of the way
                     # to full hope, so clients who came with little hope keep less of it.
                     hope_target = expectancy + lift * bond * (1.0 - expectancy)
-                    hope += p.remoralization_rate[k] * (hope_target - hope)
+                    hope += remoralization_rate_k * (hope_target - hope)
 
                 # 4. Symptoms: negatively accelerated improvement by the session's dose at the client's
                 # own rate of response, gated by disclosure; harmful sessions in weak alliances; life
                 # events; remission and drift; an earlier sudden gain may be lost again.
-                change = -p.natural_recovery_rate[k] * severity
-                adapted = 1.0 - p.feedback_adaptation[k] if flagged else 1.0
+                change = -natural_recovery_rate_k * severity
+                adapted = 1.0 - feedback_adaptation_k if flagged else 1.0
                 if attended:
                     dose = (w_a * alliance + fixed_dose + w_h * hope) / w_sum
-                    gate = 1.0 - p.disclosure_gate[k] * (1.0 - disclosure)
+                    gate = 1.0 - disclosure_gate_k * (1.0 - disclosure)
                     engaged = 1.0 - w_e + w_e * engagement
                     # A negative responder worsens with the work of therapy; feedback changes course.
                     response = responsiveness if responsiveness >= 0.0 else responsiveness * adapted
-                    stalled = 1.0 - p.rupture_stall[k] * pending  # an open rupture stalls the work
-                    change -= p.improvement_rate[k] * response * dose * gate * engaged * stalled * severity
+                    stalled = 1.0 - rupture_stall_k * pending  # an open rupture stalls the work
+                    change -= improvement_rate_k * response * dose * gate * engaged * stalled * severity
                     weakness = max(0.0, wat - alliance) / wat_eps
-                    change += p.worsening_rate[k] * weakness * adapted
-                if r.life_event[t, i] < p.life_event_rate[k]:
-                    change += d.shock[k, i]
+                    change += worsening_rate_k * weakness * adapted
+                if rw[t, D_LIFE] < life_event_rate_k:
+                    change += shock_i
                     ev |= LIFE_EVENT
-                if gain_pending > 0.0 and r.gain_reversal[t, i] < p.sudden_gain_reversal[k]:
+                if gain_pending > 0.0 and rw[t, D_REVERSAL] < sudden_gain_reversal_k:
                     change += gain_pending
                     gain_pending = 0.0
                     reversals += 1
                     ev |= GAIN_REVERSED
-                severity = min(max(severity + change + p.symptom_noise_sd[k] * r.drift[t, i], 0.0), 27.0)
+                severity = min(max(severity + change + symptom_noise_sd_k * rw[t, D_DRIFT], 0.0), 27.0)
                 # A sudden gain: change at once, likelier when the client discloses and hopes, and
                 # after a repaired rupture; the alliance strengthens after it.
                 if attended:
-                    turning = 1.0 + p.sudden_gain_trigger[k] * repaired
-                    p_gain = p.sudden_gain_rate[k] * disclosure * hope * turning
-                    if r.gain[t, i] < p_gain:
-                        gained = p.sudden_gain_size[k] * severity
+                    turning = 1.0 + sudden_gain_trigger_k * repaired
+                    p_gain = sudden_gain_rate_k * disclosure * hope * turning
+                    if rw[t, D_GAIN] < p_gain:
+                        gained = sudden_gain_size_k * severity
                         severity -= gained
                         gain_pending = gained
                         gains += 1
-                        bond += p.sudden_gain_bond[k] * (1.0 - bond)
+                        bond += sudden_gain_bond_k * (1.0 - bond)
                         ev |= SUDDEN_GAIN
 
                 # The PHQ-9 given at the session; felt progress feeds hope, both feed engagement.
                 if attended:
                     ev |= ATTENDED
-                    score = min(max(np.rint(severity + p.measurement_error_sd[k] * r.measurement[t, i]), 0.0), 27.0)
-                    hope = _clip01(hope + p.progress_hope_weight[k] * (phq9 - score))
+                    score = min(max(np.rint(severity + measurement_error_sd_k * rw[t, D_MEASUREMENT]), 0.0), 27.0)
+                    hope = _clip01(hope + progress_hope_weight_k * (phq9 - score))
                     phq9 = score
                     attended_n += 1
-                    target = (hope + alliance + d.readiness[k, i]) / 3.0
-                    engagement += p.engagement_rate[k] * (target - engagement)
+                    target = (hope + alliance + readiness_i) / 3.0
+                    engagement += engagement_rate_k * (target - engagement)
                     wai = _wai_sr(bond, goal, task)
                     if attended_n <= 3:
                         early_alliance += wai
@@ -388,8 +461,8 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                     # classified; only feedback-using therapists act on it (at the next session).
                     fading = expected_decay[min(attended_n, expected_decay.shape[0] - 1)]  # exp(-rate * sessions)
                     expected = intake * (asymptote + (1.0 - asymptote) * fading)
-                    lagging = score - expected >= p.not_on_track_margin[k]
-                    off_track = attended_n >= flag_from and (lagging or alliance < p.alliance_flag_level[k])
+                    lagging = score - expected >= not_on_track_margin_k
+                    off_track = attended_n >= flag_from and (lagging or alliance < alliance_flag_level_k)
                     ever_off_track |= off_track
                     missed_run = 0
                     c0, c1, c2, c3 = 0.0, 0.0, 0.0, 0.0
@@ -402,14 +475,14 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                 # 5. Endings: the planned sessions or the course window completed, a good-enough
                 # ending the client chooses once improved reliably and below caseness, or a dropout.
                 end = 0
-                if attended_n >= p.planned_sessions[k] or w >= p.last_week[k]:
+                if attended_n >= planned_sessions_k or w >= last_week_k:
                     end = 1
                     ev |= COMPLETED
                 elif (
                     attended
                     and well_run >= good_run
-                    and attended_n >= p.good_enough_min_sessions[k]
-                    and r.ending[t, i] < p.good_enough_rate[k]
+                    and attended_n >= good_enough_min_sessions_k
+                    and rw[t, D_ENDING] < good_enough_rate_k
                 ):
                     end = 2
                     ev |= GOOD_ENOUGH
@@ -418,25 +491,25 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                     # removes part of each, and each weighs more before the early phase is over.
                     # (Scalars, not an array, so the compiler keeps them in registers; the array is
                     # filled only when the client leaves.)
-                    scale = hold * (1.0 + p.early_risk_amplifier[k] * (attended_n < p.early_phase_sessions[k]))
+                    scale = hold * (1.0 + early_risk_amplifier_k * (attended_n < early_phase_sessions_k))
                     felt = max(0.0, intake - phq9) / max(intake, 1.0)
-                    t_alliance = p.dropout_alliance[k] * max(0.0, p.alliance_reference[k] - alliance) * scale
-                    t_rupture = p.dropout_rupture[k] * pending * scale
-                    t_engagement = p.dropout_engagement[k] * (1.0 - engagement) * scale
+                    t_alliance = dropout_alliance_k * max(0.0, alliance_reference_k - alliance) * scale
+                    t_rupture = dropout_rupture_k * pending * scale
+                    t_engagement = dropout_engagement_k * (1.0 - engagement) * scale
                     t_barriers = barriers_risk * scale
-                    t_missed = p.dropout_missed[k] * missed_run * scale
-                    t_improved = p.dropout_improved[k] * felt * scale
+                    t_missed = dropout_missed_k * missed_run * scale
+                    t_improved = dropout_improved_k * felt * scale
                     t_breaks = break_dropout * abandonment * scale
-                    logit = p.dropout_base[k] + (
+                    logit = dropout_base_k + (
                         t_alliance + t_rupture + t_engagement + t_barriers + t_missed + t_improved + t_breaks
                     )
-                    if r.dropout_logit[t, i] < logit:
+                    if rw[t, D_DROPOUT_DRAW] < logit:
                         end = 3
                         ev |= DROPOUT
                         terms[0], terms[1], terms[2], terms[3] = t_alliance, t_rupture, t_engagement, t_barriers
                         terms[4], terms[5], terms[6] = t_missed, t_improved, t_breaks
                         shares = s.reason_shares[k, i]
-                        dropout_cause = _attribute(p.dropout_base[k], terms, term_shares, c0, c1, c2, c3, shares)
+                        dropout_cause = _attribute(dropout_base_k, terms, term_shares, c0, c1, c2, c3, shares)
                 if end:
                     end_type, end_week, active = end, w, False
 

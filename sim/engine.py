@@ -121,7 +121,7 @@ class Cohort:
         return self.week >= self.n_weeks or not self.state.active.any()
 
     def _draw_weeks(self) -> Draws:
-        """Every week's draws, shape (n_weeks, n_clients) per stream."""
+        """Every week's draws, each stream drawn as (n_weeks, n_clients) and laid out client by client."""
         shape = (self.n_weeks, self.n_clients)
 
         def u(name):
@@ -130,25 +130,26 @@ class Cohort:
         def z(name):
             return self.streams[name].standard_normal(shape)
 
-        attend, dropout = u("attendance"), u("dropout")
         # Two draws a week from one stream, interleaved by week so that row t is the same whatever
         # the number of weeks: the chance of a gain and of an earlier gain reversing.
         gains = self.streams["sudden_gains"].random((2 * self.n_weeks, self.n_clients))
-        return Draws(
-            cancel=u("cancellation"),
-            attend=attend,
-            rupture=u("rupture"),
-            repair=u("repair"),
-            ending=u("ending"),
-            dropout=dropout,
-            drift=z("symptoms"),
-            measurement=z("measurement"),
-            life_event=u("life_events"),
-            gain=np.ascontiguousarray(gains[0::2]),
-            gain_reversal=np.ascontiguousarray(gains[1::2]),
-            attend_logit=_logit(attend),
-            dropout_logit=_logit(dropout),
-        )
+        columns = {
+            "cancel": u("cancellation"),
+            "attend": _logit(u("attendance")),
+            "rupture": u("rupture"),
+            "repair": u("repair"),
+            "ending": u("ending"),
+            "dropout": _logit(u("dropout")),
+            "drift": z("symptoms"),
+            "measurement": z("measurement"),
+            "life_event": u("life_events"),
+            "gain": gains[0::2],
+            "gain_reversal": gains[1::2],
+        }
+        weekly = np.empty((self.n_clients, self.n_weeks, len(dynamics.DRAW_COLUMNS)))
+        for j, name in enumerate(dynamics.DRAW_COLUMNS):
+            weekly[:, :, j] = columns[name].T
+        return Draws(weekly)
 
     def step(self) -> np.ndarray | None:
         """Advance every dyad by one weekly session slot; return the week's event flags (None when done).

@@ -62,11 +62,12 @@ def follow_up(p, d, s, clients, streams) -> dict[str, np.ndarray]:
     weeks = p["followup_weeks"].ravel().astype(np.int64)
     horizon = int(weeks.max())
     # One stream per kind of draw, each drawn as (horizon, n): row t is the same whatever the
-    # horizon, so a set gets the same follow-up alone or in a batch with longer follow-ups.
-    drift = streams["followup_drift"].standard_normal((horizon, n))
-    life = streams["followup_life_events"].random((horizon, n))
-    relapse_u = streams["followup_relapse"].random((horizon, n))
-    measure = streams["followup_measurement"].standard_normal((horizon, n))
+    # horizon, so a set gets the same follow-up alone or in a batch with longer follow-ups. Stored
+    # client by client (n, horizon), so the kernel reads each client's weeks from one block.
+    drift = _by_client(streams["followup_drift"].standard_normal((horizon, n)))
+    life = _by_client(streams["followup_life_events"].random((horizon, n)))
+    relapse_u = _by_client(streams["followup_relapse"].random((horizon, n)))
+    measure = _by_client(streams["followup_measurement"].standard_normal((horizon, n)))
     severity = np.ascontiguousarray(np.broadcast_to(s.severity, (n_sets, n)), dtype=float).copy()
     score = final.astype(float).copy()
     relapse_week = np.zeros((n_sets, n), dtype=np.int16)
@@ -107,7 +108,11 @@ def follow_up(p, d, s, clients, streams) -> dict[str, np.ndarray]:
     }
 
 
-@njit(cache=True)
+def _by_client(draws):
+    return np.ascontiguousarray(draws.T)
+
+
+@njit(cache=True, error_model="numpy")
 def _follow(  # noqa: PLR0913 (the kernel's inputs, each an array)
     weeks,
     remission,
@@ -133,25 +138,37 @@ def _follow(  # noqa: PLR0913 (the kernel's inputs, each an array)
 ):
     """Every client's follow-up, in place: severity and the last score, the relapse and caseness weeks."""
     n_sets, n = severity.shape
+    fading = np.empty(weeks.max() + 1)
     for k in range(n_sets):
+        # The set's parameters, loaded once (the compiler cannot hoist reads of arrays that might alias).
+        horizon, rate, sd, life_p, err, size = (
+            weeks[k],
+            remission[k],
+            noise_sd[k],
+            life_rate[k],
+            err_sd[k],
+            relapse_size[k],
+        )
+        for t in range(1, horizon + 1):  # the fall of the relapse hazard, the same for every client
+            fading[t] = np.exp(-(t - 1) / decay[k])
         for i in range(n):
-            sev = severity[k, i]
+            sev, jolt, last = severity[k, i], shock[k, i], score[k, i]
             recovered = final[k, i] < CASENESS
             # The relapse hazard of this client in the first week after therapy.
             h = hazard0[k] * np.exp(residual_weight[k] * final[k, i]) * (1.0 - buffer[k] * built[k, i])
-            relapsed = False
-            for t in range(1, weeks[k] + 1):
-                change = -remission[k] * sev + noise_sd[k] * drift[t - 1, i]
-                if life[t - 1, i] < life_rate[k]:
-                    change += shock[k, i]
+            relapsed, relapsed_at, caseness_at = False, 0, 0
+            for t in range(1, horizon + 1):
+                change = -rate * sev + sd * drift[i, t - 1]
+                if life[i, t - 1] < life_p:
+                    change += jolt
                 if recovered and not relapsed:
-                    if relapse_u[t - 1, i] < 1.0 - np.exp(-h * np.exp(-(t - 1) / decay[k])):
-                        relapsed = True
-                        relapse_week[k, i] = t
-                        change += relapse_size[k]
+                    if relapse_u[i, t - 1] < 1.0 - np.exp(-h * fading[t]):
+                        relapsed, relapsed_at = True, t
+                        change += size
                 sev = min(max(sev + change, 0.0), 27.0)
-                if t % ASSESSMENT_WEEKS == 0 or t == weeks[k]:
-                    score[k, i] = min(max(np.rint(sev + err_sd[k] * measure[t - 1, i]), 0.0), 27.0)
-                    if recovered and caseness_week[k, i] == 0 and score[k, i] >= CASENESS:
-                        caseness_week[k, i] = t
-            severity[k, i] = sev
+                if t % ASSESSMENT_WEEKS == 0 or t == horizon:
+                    last = min(max(np.rint(sev + err * measure[i, t - 1]), 0.0), 27.0)
+                    if recovered and caseness_at == 0 and last >= CASENESS:
+                        caseness_at = t
+            severity[k, i], score[k, i] = sev, last
+            relapse_week[k, i], caseness_week[k, i] = relapsed_at, caseness_at

@@ -148,7 +148,7 @@ _DECLARED: tuple[Param, ...] = (
     _p("therapist_competence_mean", 0.6, 0, 1, _S01, _T, "location of technical competence", _ASSUME),
     _p("therapist_competence_sd", 0.15, 0, 0.5, _S01, _T, "spread of technical competence", _ASSUME),
     _p("therapist_retention_mean", 0.5, 0, 1, _S01, _T, "location of retention skill (contracting, flexible scheduling, reaching out after a missed session)", _THERAPIST_DROPOUT),
-    _p("therapist_retention_sd", 0.25, 0, 0.5, _S01, _T, "spread of retention skill, independent of the other traits", _THERAPIST_DROPOUT),
+    _p("therapist_retention_sd", 0.18, 0, 0.5, _S01, _T, "spread of retention skill, independent of the other traits", _THERAPIST_DROPOUT),
     _p("therapist_feedback_share", 0.0, 0, 1, "share", _T, "share of therapists using routine outcome feedback", _FEEDBACK),
     _p("therapist_minority_share", 0.15, 0, 1, "share", _T, "share of therapists from the two minority culture groups", _ASSUME),
     _p("therapist_capacity_mean", 20.0, 2, 60, "clients", _T, "mean caseload a therapist can carry without strain", _ASSUME),

@@ -173,12 +173,21 @@ def miss_shares(odds_attend, x0, x1, x2):
     """Shares of a missed session's chance of being missed due to three log-odds terms.
 
     The chance of missing is ``expit(-base + x0 + x1 + x2)`` with ``base`` the attendance log-odds
-    without the terms, given as ``odds_attend = exp(base)``. The Shapley values of the three terms
-    are written out in closed form, every coalition's chance from three exponentials
-    (``expit(-base + sum x) = 1 / (1 + odds_attend * prod exp(-x))``): this runs at every missed
-    session. Returns the three shares and the background share, summing to one.
+    without the terms, given as ``odds_attend = exp(base)``. Returns the three shares and the
+    background share, summing to one (see :func:`miss_shares_exp`).
     """
-    a0, a1, a2 = odds_attend * np.exp(-x0), np.exp(-x1), np.exp(-x2)
+    return miss_shares_exp(odds_attend, np.exp(-x0), np.exp(-x1), np.exp(-x2))
+
+
+@njit(cache=True)
+def miss_shares_exp(odds_attend, e0, e1, e2):
+    """:func:`miss_shares` from the terms' ``exp(-x)``, so a caller can keep those it already has.
+
+    The Shapley values of the three terms are written out in closed form, every coalition's chance
+    from the exponentials (``expit(-base + sum x) = 1 / (1 + odds_attend * prod exp(-x))``): this
+    runs at every missed session.
+    """
+    a0, a1, a2 = odds_attend * e0, e1, e2
     v = 1.0 / (1.0 + odds_attend)
     v0, v1, v2 = 1.0 / (1.0 + a0), 1.0 / (1.0 + odds_attend * a1), 1.0 / (1.0 + odds_attend * a2)
     v01, v02, v12 = 1.0 / (1.0 + a0 * a1), 1.0 / (1.0 + a0 * a2), 1.0 / (1.0 + odds_attend * a1 * a2)

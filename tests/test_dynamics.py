@@ -10,6 +10,7 @@ import pytest
 from sim import dynamics
 from sim.dynamics import CASENESS
 from sim.population import ATTACHMENT_STYLES
+from sim.reasons import REASONS
 from tests.conftest import cause_share, end_share, flags, fmt, mean_of, pooled, run_sets, style_is
 
 SECURE, ANXIOUS, AVOIDANT = (ATTACHMENT_STYLES.index(s) for s in ("secure", "anxious", "avoidant"))
@@ -102,11 +103,16 @@ def test_repair_skill_repairs_more_ruptures():
     assert high > low + 0.05, f"raising repair skill should repair a larger share of ruptures (got {fmt([low, high])})"
 
 
-def test_repair_skill_lowers_unrepaired_rupture_dropouts():
+def test_repair_skill_lowers_the_weight_of_unrepaired_ruptures_in_dropout():
+    def rupture_share(o, c, s):
+        dropped = o["end_type"][s] == 3
+        return float(o["reason_shares"][s][dropped, REASONS.index("unrepaired_rupture")].mean())
+
     sets = [{"therapist_repair_mean": 0.2}, {"therapist_repair_mean": 0.9}]
-    low, high = pooled(cause_share("unrepaired_rupture"), sets)
+    low, high = pooled(rupture_share, sets)
     assert high < low, (
-        f"raising repair skill should lower dropouts caused by an unrepaired rupture (got {fmt([low, high])})"
+        f"raising repair skill should lower the share of unrepaired ruptures in why clients leave "
+        f"(got {fmt([low, high])})"
     )
 
 

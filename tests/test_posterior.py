@@ -85,7 +85,7 @@ def test_a_sweep_spec_draws_each_replicate_from_the_posterior(tmp_path, posterio
 
 def test_a_sweep_spec_refuses_replicates_that_disagree_with_posterior(tmp_path):
     path = tmp_path / "bad.toml"
-    path.write_text(SPEC + "replicates = 5\n")
+    path.write_text(SPEC.replace("posterior = 3", "posterior = 3\nreplicates = 5"))
     with pytest.raises(SpecError, match="replicates = 5 and posterior = 3"):
         load_spec(path)
 

@@ -118,7 +118,7 @@ def test_absent_factors_get_no_share():
     world = {"barriers_mean": 0.0, "barriers_sd": 0.0, "rupture_rate": 0.0, "dropout_improved": 0.0}
     c = simulate("baseline", clients=3000, seed=5, overrides=world).clients
     d = c[c["end_type"] == "dropout"]
-    assert len(d) > 50
+    assert len(d) > 20
     assert (d["share_practical_barriers"] == 0).all(), "no barriers: no practical-barrier share"
     assert (d["share_unrepaired_rupture"] == 0).all(), "no ruptures: no unrepaired-rupture share"
     assert (d["share_felt_better"] == 0).all(), "no leaving for improvement: no felt-better share"

@@ -20,7 +20,7 @@ NULL = """
 name = "null"
 outcome = "dropout"
 trials = 800
-clients = [30]
+clients = [60]
 therapists = [6]
 seed = 5
 
@@ -87,7 +87,7 @@ def test_other_clustered_tests_agree_on_a_clear_effect(tmp_path, test):
 
 
 def test_results_do_not_depend_on_executor_or_chunking(tmp_path):
-    text = NULL.replace("trials = 800", "trials = 12").replace("clients = [30]", "clients = [30, 40]")
+    text = NULL.replace("trials = 800", "trials = 12").replace("clients = [60]", "clients = [30, 40]")
     text = text.replace("therapists = [6]", "therapists = [6, 8]")
     spec = load_trial_spec(spec_file(tmp_path, text))
     serial = simulate(spec, progress=False).trials

@@ -1,0 +1,62 @@
+"""The CLI's figures tell the truth at a glance: whole weeks, the whole alliance scale, means with their n."""
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_hex
+
+from analysis.figures import summary_figure
+from sim import compare, simulate
+from sim.display import HOLIDAY_COLOUR, WEEK_LABEL
+from sim.vignette import vignette
+from sim.weekly import MIN_CLIENTS, weekly_curves
+
+
+def _week_axes(fig):
+    return [ax for ax in fig.axes if WEEK_LABEL in ax.get_xlabel() or "week" in ax.get_xlabel()]
+
+
+def _assert_honest(fig, name):
+    fig.canvas.draw()
+    weeks = _week_axes(fig)
+    assert weeks, f"{name}: no week axis"
+    for ax in weeks:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert all(float(t).is_integer() for t in ticks), f"{name}: fractional week ticks {ticks}"
+    for ax in fig.axes:
+        assert ax.yaxis.get_label_position() == "left", f"{name}: {ax.get_title()!r} has a second y axis"
+
+
+@pytest.fixture(scope="module")
+def routine():
+    return simulate("routine_care", clients=100, seed=2)
+
+
+def test_summary_figure_whole_alliance_scale_with_a_named_zoom_and_n(routine):
+    fig = summary_figure(routine.clients, routine.sessions, "Scenario: routine_care")
+    _assert_honest(fig, "summary")
+    alliance = [ax for ax in fig.axes if ax.get_title().startswith("Working alliance")][0]
+    assert alliance.get_ylim() == (12, 60), "the alliance is drawn on the whole WAI-SR range"
+    assert "mean over clients attending" in alliance.get_title()
+    zoom = alliance.child_axes
+    assert len(zoom) == 1 and zoom[0].get_title().startswith("zoomed to WAI-SR"), "the zoom names its range"
+    low, high = zoom[0].get_ylim()
+    assert zoom[0].get_title() == f"zoomed to WAI-SR {low:.1f}-{high:.1f}"
+    strips = [ax for ax in fig.axes if ax.get_ylabel() == "attending (n)"]
+    assert len(strips) == 2, "the n of the means is drawn under them"
+    curves = weekly_curves(routine.sessions, int(routine.sessions["session"].max()))
+    line = alliance.get_lines()[0].get_ydata()
+    sparse = (curves["attending"] < MIN_CLIENTS).to_numpy()
+    assert sparse.any(), "this run should have sparse late weeks to test the masking"
+    assert np.isnan(np.asarray(line, float)[sparse]).all(), "weeks with fewer than 20 attending are left out"
+
+
+def test_compare_and_vignette_figures_are_honest():
+    result = compare("baseline", "anxious_breaks", clients=100, replicates=2)
+    fig = result.figure()
+    _assert_honest(fig, "compare")
+    alliance = [ax for ax in fig.axes if ax.get_title().startswith("Working alliance")][0]
+    assert alliance.get_ylim() == (12, 60)
+    shaded = [p for p in alliance.patches if to_hex(p.get_facecolor()) == HOLIDAY_COLOUR.lower()]
+    assert shaded, "anxious_breaks' holiday is shaded"
+    v = vignette("anxious_breaks", pick="dropout", clients=150, what_if={"therapist_consistency_mean": 0.9})
+    _assert_honest(v.figure(), "vignette")
