@@ -56,6 +56,7 @@ def _file(path: Path, flag: str) -> Path:
 
 
 def _sensitivity(args) -> int:
+    from experiments.executors import available_cores
     from experiments.lock import DirectoryLock
 
     if not args.dir.is_dir():
@@ -64,7 +65,7 @@ def _sensitivity(args) -> int:
         raise UsageError(f"{args.dir / 'figures'} is a file, where the figures folder is to be written; move it away.")
     output_dir(args.dir, "the results directory", files=("indices.csv",))
     with DirectoryLock(args.dir).acquire("analysis"), writing(args.dir, "analysis"):  # never beside a run writing there
-        written = analyse_dir(args.dir, args.outputs, args.resamples, args.conf_level)
+        written = analyse_dir(args.dir, args.outputs, args.resamples, args.conf_level, available_cores())
     also = f", {written['convergence']}" if written["convergence"] else ""
     figures = f"{len(written['figures'])} figure files in {args.dir / 'figures'}"
     removed = f"; removed {len(written['removed'])} of outputs no longer analysed" if written["removed"] else ""

@@ -374,6 +374,7 @@ def analyse_dir(
     outputs: list[str] | None = None,
     num_resamples: int | None = None,
     conf_level: float | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Write indices.csv, convergence.csv (Sobol), analysis.json and figures/ from the stored outputs.
 
@@ -384,6 +385,8 @@ def analyse_dir(
         out: the results directory.
         outputs: analyse these stored outputs instead of the spec's ``outputs``.
         num_resamples, conf_level: bootstrap settings instead of the spec's ``[options]``.
+        workers: processes that draw the figures (1: this one; see
+            :func:`analysis.sensitivity_figures.render`).
 
     Returns:
         What was written: paths of indices, convergence and figures, the table, the warnings, and a
@@ -393,8 +396,8 @@ def analyse_dir(
         AnalysisError: the directory is not a finished run, or an option cannot be used.
     """
     from analysis.sensitivity_checks import degenerate_worlds, estimation_notes, noise_notes
-    from analysis.sensitivity_convergence import convergence, convergence_figures, unsettled
-    from analysis.sensitivity_figures import figures
+    from analysis.sensitivity_convergence import convergence, unsettled
+    from analysis.sensitivity_figures import figure_list, render
     from experiments import store
 
     out = Path(out)
@@ -418,8 +421,7 @@ def analyse_dir(
     else:
         _write_csv(converged, out / "convergence.csv")
     curves = store.read_outputs(out, store.CURVES) if (out / store.CURVES).is_dir() else None
-    paths = figures(manifest, sample, outputs_frame, table, out / "figures", curves)
-    paths += convergence_figures(converged, manifest, out / "figures")
+    paths = render(figure_list(manifest, sample, outputs_frame, table, curves, converged), out / "figures", workers)
     removed = _remove_stale(out / "figures", paths)
     noise = {
         name: {key: _plain(rows[key].iloc[0]) for key in ("noise_share", "replicate_sd", "replicates")}

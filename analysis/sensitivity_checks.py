@@ -9,8 +9,10 @@ Three kinds of warning, each one line on stderr and recorded in analysis.json:
 - **Estimation error.** A variance share is never negative, and a first-order index never exceeds
   the total one (S1 <= ST). Estimators from a finite sample can break both; within their bootstrap
   interval that is noise, beyond it the sample is too small for the index to be read (Saltelli et al.
-  2010, doi:10.1016/j.cpc.2009.09.018). Such rows get a ``note`` in indices.csv and a warning that
-  says how to extend the run.
+  2010, doi:10.1016/j.cpc.2009.09.018). Such rows get a ``note`` in indices.csv. Among many indices
+  a few fall beyond a 95% interval by chance alone (of a Sobol run's 66 pairs, one or two S2 whose
+  true value is 0), so the warning, which says how to extend the run, comes when an output has more
+  such indices than chance gives (a binomial tail below 5%).
 - **Degenerate worlds.** When a share of the parameter sets describes clinics that cannot exist
   (nearly every client dropping out), the indices describe where the model breaks down as much as
   how therapy works. The warning names the factors whose ranges lead there, so the ranges can be
@@ -42,8 +44,23 @@ def _row_name(row: pd.Series) -> str:
     return f"{row['parameter']} x {second}" if isinstance(second, str) else str(row["parameter"])
 
 
+CHANCE = 0.05  # warn when this few runs of healthy indices would flag as many as were flagged
+
+
+def _beyond_chance(flagged: int, tested: int, p: float) -> bool:
+    """Whether ``flagged`` of ``tested`` indices beyond their interval is more than chance gives (binomial)."""
+    from scipy.stats import binom
+
+    return flagged > 0 and float(binom.sf(flagged - 1, tested, p)) < CHANCE
+
+
 def estimation_notes(table: pd.DataFrame, method: str, conf_level: float, N: int | None) -> list[str]:
     """Mark the rows whose indices break their bounds beyond the interval (``note``); return the warnings.
+
+    An index whose true value is at its bound falls below it beyond a two-sided interval with chance
+    ``(1 - conf_level) / 2``; S1 exceeds ST beyond both intervals with chance at most
+    ``1 - Phi(sqrt(2) z)`` (z the interval's quantile). An output is warned about when its flags are
+    more than that chance gives (:data:`CHANCE`).
 
     Args:
         table: indices.csv as built by :func:`analysis.sensitivity.indices`; a ``note`` column is set.
@@ -58,28 +75,34 @@ def estimation_notes(table: pd.DataFrame, method: str, conf_level: float, N: int
         if method == "sobol" and N
         else ("run a larger N")
     )
+    from scipy.stats import norm
+
+    below = (1 - conf_level) / 2
+    above = float(norm.sf(np.sqrt(2) * norm.ppf(0.5 + conf_level / 2)))
     for output, rows in table.groupby("output", sort=False):
-        negative = []
+        negative, tested = [], 0
         for index, conf in NON_NEGATIVE:
             if index not in rows or conf not in rows:
                 continue
+            tested += int(rows[index].notna().sum())
             hit = rows[(rows[index] + rows[conf]) < 0]
             for i, row in hit.iterrows():
                 table.loc[i, "note"] = NEGATIVE
                 negative.append(f"{index} {_row_name(row)} = {row[index]:.3f} +/- {row[conf]:.3f}")
-        if negative:
+        if _beyond_chance(len(negative), tested, below):
             shown = "; ".join(negative[:SHOWN]) + ("; ..." if len(negative) > SHOWN else "")
             what = "indices are" if len(negative) > 1 else "index is"
             messages.append(
-                f"{output}: {len(negative)} {method} {what} below 0 beyond the {conf_level:.0%} interval ({shown}): "
-                f"estimation error, not a property of the model; with N = {N} these cannot be read, {more}."
+                f"{output}: {len(negative)} of {tested} {method} {what} below 0 beyond the {conf_level:.0%} interval "
+                f"({shown}), more than chance gives: estimation error, not a property of the model; with N = {N} "
+                f"these cannot be read, {more}."
             )
         if {"S1", "S1_conf", "ST", "ST_conf"} <= set(rows.columns):
             single = rows[rows.get("parameter_2", pd.Series(np.nan, index=rows.index)).isna()]
             hit = single[(single["S1"] - single["S1_conf"]) > (single["ST"] + single["ST_conf"])]
             for i in hit.index:
                 table.loc[i, "note"] = (table.loc[i, "note"] + "; " if table.loc[i, "note"] else "") + ABOVE_TOTAL
-            if len(hit):
+            if _beyond_chance(len(hit), int(single["S1"].notna().sum()), above):
                 shown = "; ".join(
                     f"{r['parameter']}: S1 = {r['S1']:.3f} +/- {r['S1_conf']:.3f}, ST = {r['ST']:.3f} +/- "
                     f"{r['ST_conf']:.3f}"

@@ -15,13 +15,12 @@ and at N those in indices.csv.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analysis.figures import plain_text, plt, save
+from analysis.figures import plain_text, plt
 from analysis.sensitivity import analysis_seed, constant_value, replicate_means
 from sim.display import parameter_label
 
@@ -132,9 +131,8 @@ def unsettled(table: pd.DataFrame) -> list[str]:
     return messages
 
 
-def convergence_figure(table: pd.DataFrame, output: str, title: str):
-    """S1 and ST of every parameter against N (log scale), with their intervals."""
-    rows = table[table["output"] == output]
+def convergence_figure(rows: pd.DataFrame, title: str):
+    """S1 and ST of every parameter against N (equally spaced: N doubles), with their intervals."""
     order = rows[rows["N"] == rows["N"].max()].sort_values("ST", ascending=False)["parameter"].tolist()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), constrained_layout=True, sharey=True)
     colours = plt.get_cmap("tab20")
@@ -159,18 +157,10 @@ def convergence_figure(table: pd.DataFrame, output: str, title: str):
         ax.set(xlabel="N (base sample size)", title=f"{index} ({'first order' if index == 'S1' else 'total'})")
     axes[0].set_ylabel("index (share of output variance)")
     axes[1].legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.suptitle(f"{title}: convergence over N")
+    fig.suptitle(title)
     return fig
 
 
-def convergence_figures(table: pd.DataFrame, manifest: dict[str, Any], out: Path) -> list[Path]:
-    """One convergence figure per output in ``table``, written into ``out``; return the paths."""
-    from analysis.sensitivity_figures import output_label
-
-    paths: list[Path] = []
-    if table.empty:
-        return paths
-    for output in table["output"].unique():
-        title = f"{plain_text(manifest['name'])}: {output_label(manifest, output)[0]}"
-        paths += save(convergence_figure(table, output, title), out, f"convergence_{output}")
-    return paths
+def convergence_title(title: str) -> str:
+    """The title of an output's convergence figure, from the title of its index figure."""
+    return f"{title}: convergence over N"

@@ -7,6 +7,7 @@ Convergence figures are :mod:`analysis.sensitivity_convergence`'s.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -169,15 +170,15 @@ def oat_ranges(table: pd.DataFrame, title: str, label: str):
     return fig
 
 
-def histograms(manifest: dict[str, Any], outputs: pd.DataFrame, names: list[str]):
-    """Histograms of each output over the parameter sets (replicate means)."""
+def histograms(manifest: dict[str, Any], means: dict[str, np.ndarray]):
+    """Histograms of each output over the parameter sets, from its replicate means per set."""
+    names = list(means)
     cols = min(len(names), 3)
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), constrained_layout=True, squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
-        Y, _ = replicate_means(outputs, name, manifest["n_sets"])
         text, unit = output_label(manifest, name)
-        values = Y[np.isfinite(Y)]
+        values = means[name][np.isfinite(means[name])]
         if len(values):
             ax.hist(values, bins=_bins(values), color="C0")
         else:
@@ -198,20 +199,32 @@ def _bins(values: np.ndarray, most: int = 30) -> int:
     return most
 
 
-def figures(
+@dataclass(frozen=True)
+class Figure:
+    """A figure to draw: the file stem, the name of its drawing function in :data:`DRAWERS` and its arguments."""
+
+    stem: str
+    draw: str
+    args: tuple
+
+
+def figure_list(
     manifest: dict[str, Any],
     sample: pd.DataFrame,
     outputs: pd.DataFrame,
     table: pd.DataFrame,
-    out: Path,
     curves: pd.DataFrame | None = None,
-) -> list[Path]:
-    """Every figure of the experiment, written into ``out``; return the paths."""
+    convergence: pd.DataFrame | None = None,
+) -> list[Figure]:
+    """Every figure of the experiment, not yet drawn, the costliest first."""
+    from analysis.sensitivity_convergence import convergence_title
+
     method, spec = manifest["method"], manifest["spec"]
     names = manifest["problem"]["names"]
-    paths = save(histograms(manifest, outputs, spec["outputs"]), out, "histograms")
+    means = {name: replicate_means(outputs, name, manifest["n_sets"])[0] for name in spec["outputs"]}
+    heavy, light = [], [Figure("histograms", "histograms", (manifest, means))]
     if curves is not None and len(curves):
-        paths += save(curves_figure(curves, plain_text(manifest["name"])), out, "curves")
+        light.append(Figure("curves", "curves_figure", (curves, plain_text(manifest["name"]))))
     for output in spec["outputs"]:
         text, unit = output_label(manifest, output)
         full = f"{text} ({unit})" if unit else text
@@ -223,25 +236,67 @@ def figures(
         noise = rows["noise_share"].iloc[0] if "noise_share" in rows and len(rows) else np.nan
         if np.isfinite(noise):
             title += f" (noise share {noise:.2f})"
+        if convergence is not None and len(convergence) and output in set(convergence["output"]):
+            rows_n = convergence[convergence["output"] == output]
+            heavy.append(Figure(f"convergence_{output}", "convergence_figure", (rows_n, convergence_title(title))))
         if method in BARS:
             if rows[BARS[method][0][0]].isna().all():
                 continue
             share = "share of output variance" if method != "delta" else "index"
-            fig = index_bars(rows, BARS[method], title, f"{method} index ({share})")
+            light.append(
+                Figure(f"{method}_{output}", "index_bars", (rows, BARS[method], title, f"{method} index ({share})"))
+            )
             if len(pairs) and pairs["S2"].notna().any():
-                paths += save(s2_heatmap(pairs, names, title), out, f"sobol_s2_{output}")
+                heavy.append(Figure(f"sobol_s2_{output}", "s2_heatmap", (pairs, names, title)))
         elif method == "morris":
-            if rows["mu_star"].isna().all():
-                continue
-            fig = morris_plot(rows, title, unit or "output units")
+            if not rows["mu_star"].isna().all():
+                light.append(Figure(f"morris_{output}", "morris_plot", (rows, title, unit or "output units")))
         elif method == "grid":
-            Y, _ = replicate_means(outputs, output, manifest["n_sets"])
-            if np.isnan(Y).all():
-                continue
-            fig = grid_heatmap(sample, names, Y, title, full)
-        else:
-            if rows["effect_range"].isna().all():
-                continue
-            fig = oat_ranges(rows, title, full)
-        paths += save(fig, out, f"{method}_{output}")
-    return paths
+            if not np.isnan(means[output]).all():
+                light.append(
+                    Figure(f"grid_{output}", "grid_heatmap", (sample[names], names, means[output], title, full))
+                )
+        elif not rows["effect_range"].isna().all():
+            light.append(Figure(f"oat_{output}", "oat_ranges", (rows, title, full)))
+    return heavy + light
+
+
+def draw(figure: Figure, out: Path) -> list[Path]:
+    """Draw one figure and write it as PNG and SVG into ``out``; return the paths."""
+    from analysis.sensitivity_convergence import convergence_figure
+
+    drawers = {
+        "histograms": histograms,
+        "curves_figure": curves_figure,
+        "index_bars": index_bars,
+        "s2_heatmap": s2_heatmap,
+        "morris_plot": morris_plot,
+        "grid_heatmap": grid_heatmap,
+        "oat_ranges": oat_ranges,
+        "convergence_figure": convergence_figure,
+    }
+    return save(drawers[figure.draw](*figure.args), out, figure.stem)
+
+
+PARALLEL_FROM = 12  # figures from which drawing them in worker processes pays for the workers' start
+
+
+def render(figures: list[Figure], out: Path, workers: int = 1) -> list[Path]:
+    """Draw every figure into ``out``, in up to ``workers`` processes when there are many; return the paths.
+
+    Drawing and writing a figure costs about half a second, most of it in matplotlib's renderers, so a
+    Sobol sweep's 30-odd figures are worth drawing on several cores (at most 4 processes, started with
+    spawn as the sweep's workers are; like them, a script that asks for more than one must guard its
+    entry point with ``if __name__ == "__main__":``). The files are the same bytes whichever process
+    writes them.
+    """
+    workers = min(workers, 4, len(figures))
+    if workers < 2 or len(figures) < PARALLEL_FROM:
+        return [path for figure in figures for path in draw(figure, out)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from itertools import repeat
+
+    out.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return [path for paths in pool.map(draw, figures, repeat(out)) for path in paths]

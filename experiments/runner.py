@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from experiments import sampling, store
 from experiments.chunk import ChunkTask, Evaluator, run_chunk
-from experiments.executors import WORKER_TIMEOUT, make_executor
+from experiments.executors import WORKER_TIMEOUT, available_cores, make_executor
 from experiments.outputs import metric_table
 from experiments.resume import open_store
 from experiments.spec import ExperimentSpec
@@ -230,7 +230,7 @@ def run_experiment(
             from analysis.sensitivity import analyse_dir
 
             started = time.perf_counter()
-            analyse_dir(out)
+            analyse_dir(out, workers=1 if executor == "serial" else workers or available_cores())
             session["analysis_seconds"] = round(time.perf_counter() - started, 3)
             store.write_json(manifest, out / store.MANIFEST)
     return manifest

@@ -163,7 +163,7 @@ def test_estimation_notes_flag_indices_beyond_their_bounds():
     messages = estimation_notes(table, "sobol", 0.95, 64)
     assert table["note"].tolist() == [ABOVE_TOTAL, NEGATIVE, "", NEGATIVE], "within its interval, c is not flagged"
     assert len(messages) == 2 and all("--extend 128" in m for m in messages)
-    assert "2 sobol indices are below 0" in messages[0] and "S2 a x b = -0.300" in messages[0]
+    assert "2 of 7 sobol indices are below 0" in messages[0] and "S2 a x b = -0.300" in messages[0]
     assert "S1 exceeds ST" in messages[1] and "a: S1 = 0.500" in messages[1]
 
 
@@ -249,3 +249,44 @@ def test_resamples_are_refused_for_a_method_without_bootstrap(tmp_path, capsys):
     assert analysis_main(["sensitivity", str(tmp_path / "g"), "--resamples", "50"]) == 2
     assert "--resamples is not used by method grid" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "g")
+
+
+def four_outputs(param_sets, n_clients, n_therapists, seed, replicate):
+    """Four smooth functions of three inputs: enough figures for the analysis to draw them in workers."""
+    x = np.array([[p["x1"], p["x2"], p["x3"]] for p in param_sets])
+    return {f"y{k}": np.sin(x[:, 0]) + k * x[:, 1] ** 2 + 0.1 * k * x[:, 0] * x[:, 2] for k in range(4)}
+
+
+def test_figures_drawn_in_workers_are_the_same_bytes(tmp_path):
+    from analysis.sensitivity import analyse_dir
+    from analysis.sensitivity_figures import PARALLEL_FROM
+
+    spec = dataclasses.replace(
+        spec_for("sobol", 16, PI_FACTORS, {"num_resamples": 10}), outputs=("y0", "y1", "y2", "y3")
+    )
+    run_experiment(spec, tmp_path / "a", "serial", evaluator=four_outputs, progress=False, analyse=False)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    serial = analyse_dir(tmp_path / "a", workers=1)["figures"]
+    parallel = analyse_dir(tmp_path / "b", workers=2)["figures"]
+    assert len(serial) >= 2 * PARALLEL_FROM, "enough figures to be drawn in workers"
+    assert [p.name for p in serial] == [p.name for p in parallel]
+    for a, b in zip(serial, parallel, strict=True):
+        assert a.read_bytes() == b.read_bytes(), f"{a.name} differs when drawn in a worker"
+
+
+def test_a_flag_chance_explains_is_noted_but_not_warned():
+    """Among 66 S2 pairs of true value 0, one or two fall below their 95% interval by chance alone."""
+    k = 66
+    table = pd.DataFrame(
+        {
+            "output": ["y"] * k,
+            "parameter": [f"a{i}" for i in range(k)],
+            "parameter_2": [f"b{i}" for i in range(k)],
+            "S2": [-0.05] + [0.0] * (k - 1),
+            "S2_conf": [0.02] * k,
+        }
+    )
+    assert estimation_notes(table, "sobol", 0.95, 1024) == [], "one flag in 66 is what chance gives"
+    assert table["note"].tolist()[:2] == [NEGATIVE, ""], "the row is still marked in indices.csv"
+    table.loc[:5, "S2"] = -0.05
+    assert len(estimation_notes(table, "sobol", 0.95, 1024)) == 1, "six in 66 is more than chance gives"
