@@ -54,12 +54,17 @@ WORKERS ?=
 SCHEDULER ?=
 WORKER_TIMEOUT ?=
 OUT ?=
+EXTEND ?=
+FORMAT ?=
 SPEC ?= experiments/sobol_dropout.toml
-SWEEP_ARGS = --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS)) \
+# Where runs happen (the sweep runner and virtual trials take the same options) ...
+RUN_ARGS = --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS)) \
 	$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(WORKER_TIMEOUT),--worker-timeout $(WORKER_TIMEOUT)) \
 	$(if $(OUT),--out $(OUT))
+# ... and what only a sweep takes: EXTEND=2048 adds base samples to a Sobol run, FORMAT=csv writes CSV for R.
+SWEEP_ARGS = $(RUN_ARGS) $(if $(EXTEND),--extend $(EXTEND)) $(if $(FORMAT),--format $(FORMAT))
 
-.PHONY: sobol morris grid sweep
+.PHONY: sobol morris grid sweep export sensitivity
 
 sobol: $(VENV)/.installed  ## Sobol indices of dropout and outcomes (experiments/sobol_dropout.toml)
 	$(RUN) -m experiments run experiments/sobol_dropout.toml $(SWEEP_ARGS)
@@ -73,6 +78,14 @@ grid: $(VENV)/.installed  ## empathy x humility heatmaps (experiments/grid_empat
 sweep: $(VENV)/.installed  ## any spec: make sweep SPEC=x.toml EXECUTOR=dask [WORKERS=4 SCHEDULER=tcp://... OUT=dir]
 	$(RUN) -m experiments run $(SPEC) $(SWEEP_ARGS)
 
+DIR ?= results/sobol_dropout
+export: $(VENV)/.installed  ## a finished sweep as CSV for R: make export DIR=results/sobol_dropout
+	$(RUN) -m experiments export $(DIR) --csv
+
+ANALYSIS_ARGS ?=
+sensitivity: $(VENV)/.installed  ## re-analyse a sweep: make sensitivity DIR=... ANALYSIS_ARGS="--outputs dropout_rate --resamples 1000"
+	$(RUN) -m analysis sensitivity $(DIR) $(ANALYSIS_ARGS)
+
 # ── research questions on the model: scenario discovery and virtual trials ──────────────────
 .PHONY: discover trial
 
@@ -84,7 +97,7 @@ discover: $(VENV)/.installed  ## PRIM boxes of dropout above 30% (experiments/di
 
 TRIAL ?= experiments/trials/trial_feedback.toml
 trial: $(VENV)/.installed  ## power curve of a virtual trial, feedback vs usual care on dropout: results/trial_feedback/
-	$(RUN) -m analysis trial $(TRIAL) $(SWEEP_ARGS)
+	$(RUN) -m analysis trial $(TRIAL) $(RUN_ARGS)
 
 # ── credibility: published facts (docs/validation.md) and calibration (docs/calibration.md) ─────
 .PHONY: validate validate-strict docs-validation calibrate

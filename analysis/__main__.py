@@ -24,7 +24,7 @@ from analysis.trial_spec import TrialSpecError
 from experiments.executors import ExecutorError
 from experiments.lock import LockError
 from experiments.results import ResultsError
-from sim.cli import OutputError, Parser, at_least_two, output_dir, positive_int, seed_int, writing
+from sim.cli import OutputError, Parser, at_least_two, output_dir, positive_float, positive_int, seed_int, writing
 from sim.memory import keep_freed_memory
 from sim.parameters import ParameterError
 from sim.posterior import PosteriorError
@@ -56,6 +56,7 @@ def _file(path: Path, flag: str) -> Path:
 
 
 def _sensitivity(args) -> int:
+    from experiments.executors import available_cores
     from experiments.lock import DirectoryLock
 
     if not args.dir.is_dir():
@@ -64,9 +65,30 @@ def _sensitivity(args) -> int:
         raise UsageError(f"{args.dir / 'figures'} is a file, where the figures folder is to be written; move it away.")
     output_dir(args.dir, "the results directory", files=("indices.csv",))
     with DirectoryLock(args.dir).acquire("analysis"), writing(args.dir, "analysis"):  # never beside a run writing there
-        written = analyse_dir(args.dir)
-    print(f"wrote {written['indices']} and {len(written['figures'])} figure files in {args.dir / 'figures'}")
+        written = analyse_dir(args.dir, args.outputs, args.resamples, args.conf_level, available_cores())
+    also = f", {written['convergence']}" if written["convergence"] else ""
+    figures = f"{len(written['figures'])} figure files in {args.dir / 'figures'}"
+    removed = f"; removed {len(written['removed'])} of outputs no longer analysed" if written["removed"] else ""
+    print(f"wrote {written['indices']}{also} and {figures}{removed}")
+    for line in written["summary"]:
+        print(line)
     return 0
+
+
+def _add_sensitivity(sub) -> None:
+    s = sub.add_parser(
+        "sensitivity",
+        help="indices.csv and figures of an experiment's results directory",
+        description="Sensitivity indices, convergence (Sobol) and figures from a finished sweep's stored runs. "
+        "Options change this analysis only; the spec's outputs and [options] are the defaults.",
+        epilog=EXIT_STATUS,
+    )
+    s.add_argument("dir", type=Path, help="the --out directory of `python -m experiments run`")
+    s.add_argument("--outputs", nargs="+", metavar="NAME", default=None, help="the stored outputs to analyse")
+    s.add_argument("--resamples", type=at_least_two, default=None, help="bootstrap resamples for the intervals")
+    s.add_argument(
+        "--conf-level", type=positive_float, default=None, metavar="LEVEL", help="level of the intervals, e.g. 0.9"
+    )
 
 
 def _add_validate(sub) -> None:
@@ -250,8 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (1: a calibration miss under --strict, 2: a usage mistake)."""
     p = Parser(prog="python -m analysis", description="Analyse stored simulation outputs.", epilog=EXIT_STATUS)
     sub = p.add_subparsers(dest="command", required=True)
-    sens = sub.add_parser("sensitivity", help="indices.csv and figures of an experiment's results directory")
-    sens.add_argument("dir", type=Path, help="the --out directory of `python -m experiments run`")
+    _add_sensitivity(sub)
     _add_validate(sub)
     _add_calibrate(sub)
     _add_expected(sub)

@@ -1,7 +1,9 @@
 """Sensitivity indices from a sweep's stored outputs: ``python -m analysis sensitivity DIR``.
 
-Reads only what the runner stored in DIR (manifest.json, sample.parquet, chunks/*.parquet; see
-experiments.store) and writes indices.csv and figures/. With replicates, each parameter set's output
+Reads only what the runner stored in DIR (manifest.json, sample.parquet, chunks/*.parquet, verified
+by :func:`experiments.results.read_sweep`) and writes indices.csv, convergence.csv (Sobol:
+:mod:`analysis.sensitivity_convergence`), analysis.json and figures/; the checks of whether the
+indices can be trusted are :mod:`analysis.sensitivity_checks`. With replicates, each parameter set's output
 is averaged over replicates before the indices are computed, and the replicate-to-replicate noise
 is reported beside them:
 
@@ -70,11 +72,6 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-# What the analysis reads from a manifest, with the type each must have.
-MANIFEST_KEYS = {"name": str, "method": str, "n_sets": int, "problem": dict, "spec": dict}
-SPEC_KEYS = {"outputs": list, "seed": int, "options": dict}
-
-
 def load(out: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """The manifest, sample and outputs (one row per set and replicate) stored in ``out``, all verified.
 
@@ -82,38 +79,57 @@ def load(out: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
         AnalysisError: no or a damaged manifest, a run that is not finished, chunks missing or
             altered since they were written, files that do not belong, or a missing sample.
     """
-    from experiments.resume import finished
-    from experiments.store import CHUNKS, SAMPLE, StoreError, chunk_path
+    from experiments.results import ResultsError, read_sweep
 
-    out = Path(out)
     try:
-        manifest = finished(out)
-    except StoreError as err:
+        sweep = read_sweep(out)
+    except ResultsError as err:
         raise AnalysisError(str(err)) from None
-    wrong = [k for k, kind in MANIFEST_KEYS.items() if not isinstance(manifest.get(k), kind)]
-    spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
-    wrong += [f"spec.{k}" for k, kind in SPEC_KEYS.items() if not isinstance(spec.get(k), kind)]
-    if not wrong and not isinstance(manifest["problem"].get("names"), list):
-        wrong.append("problem.names")
-    if wrong:
+    return sweep.manifest, sweep.sample, sweep.outputs
+
+
+def settings(
+    manifest: dict[str, Any],
+    stored: list[str],
+    outputs: list[str] | None = None,
+    num_resamples: int | None = None,
+    conf_level: float | None = None,
+) -> dict[str, Any]:
+    """The manifest as the analysis reads it, with the outputs and bootstrap settings of this analysis.
+
+    Args:
+        manifest: the run's manifest.
+        stored: the outputs the runs stored.
+        outputs: analyse these instead of the spec's ``outputs``.
+        num_resamples, conf_level: bootstrap settings instead of the spec's ``[options]``.
+
+    Raises:
+        AnalysisError: an output the runs did not store, or a setting the method does not use or
+            that is out of range.
+    """
+    spec, method = manifest["spec"], manifest["method"]
+    chosen = list(dict.fromkeys(outputs)) if outputs else list(spec["outputs"])
+    missing = [name for name in chosen if name not in stored]
+    if missing:
         raise AnalysisError(
-            f"{out / 'manifest.json'} lacks {', '.join(wrong)} (or has the wrong type), which the analysis needs; "
-            "it was not written by this version of `python -m experiments run`, or has been edited."
+            f"{manifest.get('name', 'the run')} stored no output {', '.join(missing)}; the runs stored: "
+            f"{', '.join(stored)}."
         )
-    try:
-        sample = pd.read_parquet(out / SAMPLE)
-        files = [chunk_path(out, i) for i in range(manifest["n_chunks"])]
-        outputs = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
-    except Exception as err:  # noqa: BLE001 (pyarrow raises several kinds on a damaged file)
-        raise AnalysisError(f"{out}: the sample or a file in {CHUNKS}/ cannot be read ({str(err)[:200]}).") from None
-    missing = [name for name in spec["outputs"] if name not in outputs.columns]
-    if missing or not {"set", "replicate"} <= set(outputs.columns):
-        raise AnalysisError(
-            f"{out}: the stored outputs have no column {', '.join(missing) or 'set/replicate'}; "
-            f"the runs stored: {', '.join(map(str, outputs.columns))}."
-        )
-    outputs = outputs.sort_values(["set", "replicate"], kind="stable").reset_index(drop=True)
-    return manifest, sample, outputs
+    options = dict(spec["options"])
+    for key, flag, value in (
+        ("num_resamples", "--resamples", num_resamples),
+        ("conf_level", "--conf-level", conf_level),
+    ):
+        if value is None:
+            continue
+        if key not in options:
+            raise AnalysisError(f"{flag} is not used by method {method}: it has no bootstrap interval.")
+        if key == "conf_level" and not 0 < value < 1:
+            raise AnalysisError(f"--conf-level {value} must lie strictly between 0 and 1, e.g. 0.95.")
+        if key == "num_resamples" and value < 2:
+            raise AnalysisError(f"--resamples {value}: give at least 2 (100 to 1000 is usual).")
+        options[key] = value
+    return {**manifest, "spec": {**spec, "outputs": chosen, "options": options}}
 
 
 def undefined_reason(manifest: dict[str, Any], name: str) -> str:
@@ -270,11 +286,13 @@ def _nan_message(manifest: dict[str, Any], name: str, n_nan: int, n_sets: int) -
     return f"{name}: {n_nan:,} of {n_sets:,} parameter sets have no value ({reason}); {consequence}."
 
 
-def indices(manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFrame) -> pd.DataFrame:
+def indices(
+    manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFrame, messages: list[str] | None = None
+) -> pd.DataFrame:
     """The indices of every analysed output, with replicate noise beside them.
 
     Warnings (an output with parameter sets lacking a value, an output that does not vary, SALib's
-    notices) are written to stderr as they arise, each once per call.
+    notices) are added to ``messages``, each once; without it they are written to stderr.
     """
     spec, method = manifest["spec"], manifest["method"]
     problem = manifest["problem"]
@@ -283,11 +301,11 @@ def indices(manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFram
     n_sets = manifest["n_sets"]
     units = [UNIT_PREFIX + n for n in names]
     X = sample[units].to_numpy(dtype=float) if set(units) <= set(sample.columns) else None
-    tables, messages, ran_salib = [], [], False
+    tables, found, ran_salib = [], [], False
     for name in spec["outputs"]:
         Y, noise = replicate_means(outputs, name, n_sets)
         if noise["nan_sets"]:
-            messages.append(_nan_message(manifest, name, noise["nan_sets"], n_sets))
+            found.append(_nan_message(manifest, name, noise["nan_sets"], n_sets))
         constant = constant_value(Y)
         if constant is not None:
             consequence = {
@@ -295,7 +313,7 @@ def indices(manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFram
                 "oat": ": its effect ranges are 0.",
                 "morris": ": its Morris effects are 0.",
             }.get(method, f", so there is no variance to apportion and its {method} indices are left empty (NaN).")
-            messages.append(
+            found.append(
                 f"{name} is {constant:g} in every parameter set: no parameter of this experiment moves it" + consequence
             )
         if method in ("grid", "oat"):
@@ -307,7 +325,7 @@ def indices(manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFram
         else:
             notes: list[str] = []
             table = salib_indices(method, problem, X, Y, spec["options"], seed, notes)
-            messages += [f"{name}: SALib: {note}" for note in notes]
+            found += [f"{name}: SALib: {note}" for note in notes]
             ran_salib = True
         table.insert(0, "output", name)
         table.insert(1, "method", method)
@@ -315,23 +333,141 @@ def indices(manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFram
             table[key] = value
         tables.append(table)
     if method == "fast" and ran_salib:
-        messages.append(FAST_NOTE)
-    for message in dict.fromkeys(messages):  # each once, in the order they arose
-        warn(message)
+        found.append(FAST_NOTE)
+    for message in dict.fromkeys(found):  # each once, in the order they arose
+        if messages is None:
+            warn(message)
+        elif message not in messages:
+            messages.append(message)
     frame = pd.concat(tables, ignore_index=True)
     if "parameter_2" in frame:  # pairs after single parameters
         frame = frame[["output", "method", "parameter", "parameter_2", *frame.columns[3:].drop("parameter_2")]]
     return frame
 
 
-def analyse_dir(out: Path) -> dict[str, Any]:
-    """Write ``out``/indices.csv and ``out``/figures/ from the stored outputs; return what was written."""
-    from analysis.sensitivity_figures import figures
+FIGURE_PREFIXES = ("histograms", "curves", "convergence_", "sobol_", "morris_", "fast_", "rbd_fast_", "delta_")
+FIGURE_PREFIXES += ("grid_", "oat_")
+"""Names of the figures the analysis writes; others in figures/ are left alone."""
+
+
+def _remove_stale(folder: Path, written: list[Path]) -> list[Path]:
+    """Remove the analysis's figures in ``folder`` that this analysis did not write (outputs no longer analysed)."""
+    keep = {p.name for p in written}
+    stale = [
+        p
+        for p in (folder.iterdir() if folder.is_dir() else [])
+        if p.suffix in (".png", ".svg") and p.name not in keep and p.stem.startswith(FIGURE_PREFIXES)
+    ]
+    for path in stale:
+        path.unlink()
+    return stale
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
     from experiments.store import write_atomic
 
+    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
+
+
+def analyse_dir(
+    out: Path,
+    outputs: list[str] | None = None,
+    num_resamples: int | None = None,
+    conf_level: float | None = None,
+    workers: int = 1,
+) -> dict[str, Any]:
+    """Write indices.csv, convergence.csv (Sobol), analysis.json and figures/ from the stored outputs.
+
+    Figures of outputs no longer analysed, left by an earlier analysis, are removed, so figures/
+    always matches indices.csv.
+
+    Args:
+        out: the results directory.
+        outputs: analyse these stored outputs instead of the spec's ``outputs``.
+        num_resamples, conf_level: bootstrap settings instead of the spec's ``[options]``.
+        workers: processes that draw the figures (1: this one; see
+            :func:`analysis.sensitivity_figures.render`).
+
+    Returns:
+        What was written: paths of indices, convergence and figures, the table, the warnings, and a
+        one-line summary per output (its replicate noise share).
+
+    Raises:
+        AnalysisError: the directory is not a finished run, or an option cannot be used.
+    """
+    from analysis.sensitivity_checks import degenerate_worlds, estimation_notes, noise_notes
+    from analysis.sensitivity_convergence import convergence, unsettled
+    from analysis.sensitivity_figures import figure_list, render
+    from experiments import store
+
     out = Path(out)
-    manifest, sample, outputs = load(out)
-    table = indices(manifest, sample, outputs)
-    write_atomic(out / "indices.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
-    paths = figures(manifest, sample, outputs, table, out / "figures")
-    return {"indices": out / "indices.csv", "figures": paths, "table": table}
+    manifest, sample, outputs_frame = load(out)
+    stored = [c for c in outputs_frame.columns if c not in ("set", "replicate")]
+    manifest = settings(manifest, stored, outputs, num_resamples, conf_level)
+    spec, options = manifest["spec"], manifest["spec"]["options"]
+    messages: list[str] = []
+    table = indices(manifest, sample, outputs_frame, messages)
+    messages += noise_notes(table)
+    messages += estimation_notes(table, manifest["method"], options.get("conf_level", 0.95), spec.get("N"))
+    degenerate, found = degenerate_worlds(manifest, sample, outputs_frame)
+    messages += found
+    converged = convergence(manifest, outputs_frame, table)
+    messages += unsettled(converged)
+    for message in messages:
+        warn(message)
+    _write_csv(table, out / "indices.csv")
+    if converged.empty:
+        (out / "convergence.csv").unlink(missing_ok=True)
+    else:
+        _write_csv(converged, out / "convergence.csv")
+    curves = store.read_outputs(out, store.CURVES) if (out / store.CURVES).is_dir() else None
+    paths = render(figure_list(manifest, sample, outputs_frame, table, curves, converged), out / "figures", workers)
+    removed = _remove_stale(out / "figures", paths)
+    noise = {
+        name: {key: _plain(rows[key].iloc[0]) for key in ("noise_share", "replicate_sd", "replicates")}
+        for name, rows in table.groupby("output", sort=False)
+    }
+    record = {
+        "outputs": spec["outputs"],
+        "options": options,
+        "N": spec.get("N"),
+        "convergence_N": sorted(int(n) for n in converged["N"].unique()) if not converged.empty else [],
+        "noise": noise,
+        "degenerate": degenerate,
+        "warnings": messages,
+        "figures": sorted(p.name for p in paths),
+        "removed": sorted(p.name for p in removed),
+    }
+    store.write_json(record, out / "analysis.json")
+    return {
+        "indices": out / "indices.csv",
+        "convergence": None if converged.empty else out / "convergence.csv",
+        "figures": paths,
+        "removed": removed,
+        "table": table,
+        "warnings": messages,
+        "summary": noise_lines(record),
+    }
+
+
+def _plain(value: Any) -> float | int | None:
+    """A number from a table as JSON takes it: None when undefined."""
+    value = float(value)
+    if not np.isfinite(value):
+        return None
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def noise_lines(record: dict[str, Any]) -> list[str]:
+    """One line per analysed output with replicates: its noise share, from analysis.json's record."""
+    lines = []
+    for name, noise in (record.get("noise") or {}).items():
+        share = noise.get("noise_share") if isinstance(noise, dict) else None
+        if share is None:
+            continue
+        verdict = "the indices describe the parameters" if share < 0.1 else "a part of every index is noise"
+        lines.append(
+            f"  {name}: noise share {share:.3f} (replicate sd {noise['replicate_sd']:.3g}, "
+            f"{noise['replicates']} replicates): {verdict}"
+        )
+    return lines

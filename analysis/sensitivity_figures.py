@@ -1,11 +1,13 @@
 """Figures of a sensitivity experiment, each written as PNG and SVG by :func:`analysis.figures.save`.
 
-Index bar charts with intervals, Morris mu*-sigma plots, grid heatmaps, one-at-a-time ranges and
-output histograms.
+Index bar charts with intervals, Sobol S2 heatmaps, Morris mu*-sigma plots, grid heatmaps,
+one-at-a-time ranges, output histograms and, for sweeps that stored them, per-session curves.
+Convergence figures are :mod:`analysis.sensitivity_convergence`'s.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ BARS = {
 }
 
 
-def _label(manifest: dict[str, Any], output: str) -> tuple[str, str]:
+def output_label(manifest: dict[str, Any], output: str) -> tuple[str, str]:
     """Label and unit of an output, from the manifest's metric table."""
     metrics = manifest.get("metrics")
     meta = metrics.get(output) if isinstance(metrics, dict) else None
@@ -54,6 +56,55 @@ def index_bars(table: pd.DataFrame, bars: list[tuple[str, str, str]], title: str
     ax.axvline(0, color="grey", lw=0.8)
     ax.set(xlabel=xlabel, title=title)
     ax.legend(frameon=False, loc="lower right")
+    return fig
+
+
+def s2_heatmap(pairs: pd.DataFrame, names: list[str], title: str):
+    """Sobol second-order indices S2 as a matrix over parameter pairs; values written where the interval excludes 0."""
+    k = len(names)
+    where = {n: i for i, n in enumerate(names)}
+    s2, conf = np.full((k, k), np.nan), np.full((k, k), np.nan)
+    for _, row in pairs.iterrows():
+        i, j = where[row["parameter"]], where[row["parameter_2"]]
+        s2[i, j], conf[i, j] = row["S2"], row["S2_conf"]
+    size = 2.5 + 0.55 * k
+    fig, ax = plt.subplots(figsize=(size + 1.5, size), constrained_layout=True)
+    s2, conf = s2[:-1, 1:], conf[:-1, 1:]  # pairs i < j: the first column and the last row are empty
+    # The colour scale spans at least 0.05 of the variance, so noise-sized pairs stay pale.
+    top = max(float(np.nanmax(np.abs(s2))) if np.isfinite(s2).any() else 0.0, 0.05)
+    image = ax.imshow(s2, cmap="RdBu_r", vmin=-top, vmax=top)
+    # Values are written only where the interval excludes 0: the rest is noise, and ink there would hide the signal.
+    for i, j in zip(*np.nonzero(np.abs(s2) > conf), strict=True):
+        ax.text(j, i, f"{s2[i, j]:.3f}", ha="center", va="center", fontsize=7)
+    labels = [plain_text(parameter_label(n), 40) for n in names]
+    ax.set_xticks(range(k - 1), labels[1:], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(k - 1), labels[:-1], fontsize=8)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="S2 (share of output variance)")
+    ax.set_title(f"{title}\nsecond-order indices S2; values shown where the interval excludes 0", fontsize=10)
+    return fig
+
+
+CURVE_PANELS = (
+    ("in_therapy", "clients still in therapy (%)", 100),
+    ("retained", "clients not dropped out (%)", 100),
+    ("attended", "clients attending (%)", 100),
+    ("alliance", "mean alliance of those attending (WAI-SR, 12-60)", 1),
+    ("phq9", "mean PHQ-9 of those attending (points, 0-27)", 1),
+)
+
+
+def curves_figure(curves: pd.DataFrame, title: str):
+    """Per-session curves over the parameter sets: the median set and the 10-90% band (replicate means)."""
+    means = curves.groupby(["set", "session"]).mean(numeric_only=True).reset_index()
+    fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(4 * len(CURVE_PANELS), 3.6), constrained_layout=True)
+    for ax, (column, ylabel, scale) in zip(axes, CURVE_PANELS, strict=True):
+        by = means.groupby("session")[column]
+        low, mid, high = (by.quantile(q) * scale for q in (0.1, 0.5, 0.9))
+        ax.fill_between(mid.index, low, high, color="C0", alpha=0.25, lw=0, label="10-90% of parameter sets")
+        ax.plot(mid.index, mid, color="C0", label="median set")
+        ax.set(xlabel="session (week)", ylabel=ylabel)
+    axes[0].legend(frameon=False, fontsize=8)
+    fig.suptitle(f"{title}: per-session curves over {means['set'].nunique():,} parameter sets")
     return fig
 
 
@@ -119,20 +170,20 @@ def oat_ranges(table: pd.DataFrame, title: str, label: str):
     return fig
 
 
-def histograms(manifest: dict[str, Any], outputs: pd.DataFrame, names: list[str]):
-    """Histograms of each output over the parameter sets (replicate means)."""
+def histograms(manifest: dict[str, Any], means: dict[str, np.ndarray]):
+    """Histograms of each output over the parameter sets, from its replicate means per set."""
+    names = list(means)
     cols = min(len(names), 3)
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), constrained_layout=True, squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
-        Y, _ = replicate_means(outputs, name, manifest["n_sets"])
-        label, unit = _label(manifest, name)
-        values = Y[np.isfinite(Y)]
+        text, unit = output_label(manifest, name)
+        values = means[name][np.isfinite(means[name])]
         if len(values):
             ax.hist(values, bins=_bins(values), color="C0")
         else:
             ax.text(0.5, 0.5, "no value in any parameter set", ha="center", va="center", transform=ax.transAxes)
-        ax.set(xlabel=f"{label} ({unit})" if unit else label, ylabel="parameter sets")
+        ax.set(xlabel=f"{text} ({unit})" if unit else text, ylabel="parameter sets")
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
     fig.suptitle(f"{plain_text(manifest['name'])}: outputs over {manifest['n_sets']:,} parameter sets")
@@ -148,37 +199,104 @@ def _bins(values: np.ndarray, most: int = 30) -> int:
     return most
 
 
-def figures(
-    manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFrame, table: pd.DataFrame, out: Path
-) -> list[Path]:
-    """Every figure of the experiment, written into ``out``; return the paths."""
+@dataclass(frozen=True)
+class Figure:
+    """A figure to draw: the file stem, the name of its drawing function in :data:`DRAWERS` and its arguments."""
+
+    stem: str
+    draw: str
+    args: tuple
+
+
+def figure_list(
+    manifest: dict[str, Any],
+    sample: pd.DataFrame,
+    outputs: pd.DataFrame,
+    table: pd.DataFrame,
+    curves: pd.DataFrame | None = None,
+    convergence: pd.DataFrame | None = None,
+) -> list[Figure]:
+    """Every figure of the experiment, not yet drawn, the costliest first."""
+    from analysis.sensitivity_convergence import convergence_title
+
     method, spec = manifest["method"], manifest["spec"]
     names = manifest["problem"]["names"]
-    paths = save(histograms(manifest, outputs, spec["outputs"]), out, "histograms")
+    means = {name: replicate_means(outputs, name, manifest["n_sets"])[0] for name in spec["outputs"]}
+    heavy, light = [], [Figure("histograms", "histograms", (manifest, means))]
+    if curves is not None and len(curves):
+        light.append(Figure("curves", "curves_figure", (curves, plain_text(manifest["name"]))))
     for output in spec["outputs"]:
-        label, unit = _label(manifest, output)
-        full = f"{label} ({unit})" if unit else label
+        text, unit = output_label(manifest, output)
+        full = f"{text} ({unit})" if unit else text
         rows = table[table["output"] == output]
+        pairs = rows[rows["parameter_2"].notna()] if "parameter_2" in rows else rows.iloc[:0]
         if "parameter_2" in rows:
             rows = rows[rows["parameter_2"].isna()]
-        title = f"{plain_text(manifest['name'])}: {label}"
+        title = f"{plain_text(manifest['name'])}: {text}"
+        noise = rows["noise_share"].iloc[0] if "noise_share" in rows and len(rows) else np.nan
+        if np.isfinite(noise):
+            title += f" (noise share {noise:.2f})"
+        if convergence is not None and len(convergence) and output in set(convergence["output"]):
+            rows_n = convergence[convergence["output"] == output]
+            heavy.append(Figure(f"convergence_{output}", "convergence_figure", (rows_n, convergence_title(title))))
         if method in BARS:
             if rows[BARS[method][0][0]].isna().all():
                 continue
             share = "share of output variance" if method != "delta" else "index"
-            fig = index_bars(rows, BARS[method], title, f"{method} index ({share})")
+            light.append(
+                Figure(f"{method}_{output}", "index_bars", (rows, BARS[method], title, f"{method} index ({share})"))
+            )
+            if len(pairs) and pairs["S2"].notna().any():
+                heavy.append(Figure(f"sobol_s2_{output}", "s2_heatmap", (pairs, names, title)))
         elif method == "morris":
-            if rows["mu_star"].isna().all():
-                continue
-            fig = morris_plot(rows, title, unit or "output units")
+            if not rows["mu_star"].isna().all():
+                light.append(Figure(f"morris_{output}", "morris_plot", (rows, title, unit or "output units")))
         elif method == "grid":
-            Y, _ = replicate_means(outputs, output, manifest["n_sets"])
-            if np.isnan(Y).all():
-                continue
-            fig = grid_heatmap(sample, names, Y, title, full)
-        else:
-            if rows["effect_range"].isna().all():
-                continue
-            fig = oat_ranges(rows, title, full)
-        paths += save(fig, out, f"{method}_{output}")
-    return paths
+            if not np.isnan(means[output]).all():
+                light.append(
+                    Figure(f"grid_{output}", "grid_heatmap", (sample[names], names, means[output], title, full))
+                )
+        elif not rows["effect_range"].isna().all():
+            light.append(Figure(f"oat_{output}", "oat_ranges", (rows, title, full)))
+    return heavy + light
+
+
+def draw(figure: Figure, out: Path) -> list[Path]:
+    """Draw one figure and write it as PNG and SVG into ``out``; return the paths."""
+    from analysis.sensitivity_convergence import convergence_figure
+
+    drawers = {
+        "histograms": histograms,
+        "curves_figure": curves_figure,
+        "index_bars": index_bars,
+        "s2_heatmap": s2_heatmap,
+        "morris_plot": morris_plot,
+        "grid_heatmap": grid_heatmap,
+        "oat_ranges": oat_ranges,
+        "convergence_figure": convergence_figure,
+    }
+    return save(drawers[figure.draw](*figure.args), out, figure.stem)
+
+
+PARALLEL_FROM = 12  # figures from which drawing them in worker processes pays for the workers' start
+
+
+def render(figures: list[Figure], out: Path, workers: int = 1) -> list[Path]:
+    """Draw every figure into ``out``, in up to ``workers`` processes when there are many; return the paths.
+
+    Drawing and writing a figure costs about half a second, most of it in matplotlib's renderers, so a
+    Sobol sweep's 30-odd figures are worth drawing on several cores (at most 4 processes, started with
+    spawn as the sweep's workers are; like them, a script that asks for more than one must guard its
+    entry point with ``if __name__ == "__main__":``). The files are the same bytes whichever process
+    writes them.
+    """
+    workers = min(workers, 4, len(figures))
+    if workers < 2 or len(figures) < PARALLEL_FROM:
+        return [path for figure in figures for path in draw(figure, out)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from itertools import repeat
+
+    out.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return [path for paths in pool.map(draw, figures, repeat(out)) for path in paths]

@@ -31,6 +31,7 @@ import pandas as pd
 
 from analysis.trial_spec import OUTCOMES, TESTS, TrialSpec
 from analysis.trial_stats import cluster_test, wilson_interval
+from experiments.executors import WORKER_TIMEOUT
 from sim.engine import Cohort
 from sim.outcomes import classify
 from sim.run import client_outcomes
@@ -155,6 +156,7 @@ def simulate(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
+    worker_timeout: float = WORKER_TIMEOUT,
 ) -> TrialResult:
     """Simulate and test every trial of ``spec`` on an executor; the result does not depend on which."""
     from tqdm import tqdm
@@ -165,7 +167,7 @@ def simulate(
     started, t0 = now(), time.perf_counter()
     parts: list[dict[str, np.ndarray]] = []
     bar = tqdm(total=spec.trials * len(spec.clients), unit="trial", desc=spec.name, disable=not progress)
-    with bar, make_executor(executor, workers, scheduler) as pool:
+    with bar, make_executor(executor, workers, scheduler, worker_timeout) as pool:
         for _, columns in pool.imap_unordered(run_trials, tasks(spec)):
             parts.append(columns)
             bar.update(len(columns["trial"]))
@@ -223,9 +225,18 @@ def report(result: TrialResult) -> str:
     return "\n".join(lines)
 
 
-def run(spec: TrialSpec, out: Path, executor="serial", workers=None, scheduler=None, progress=True, log=print):
+def run(
+    spec: TrialSpec,
+    out: Path,
+    executor="serial",
+    workers=None,
+    scheduler=None,
+    progress=True,
+    worker_timeout=WORKER_TIMEOUT,
+    log=print,
+):
     """Simulate, write and report; return the result."""
-    result = simulate(spec, executor, workers, scheduler, progress)
+    result = simulate(spec, executor, workers, scheduler, progress, worker_timeout)
     paths = write(result, Path(out))
     log(report(result))
     log(f"wrote {', '.join(p.name for p in paths)} in {out}")
@@ -241,8 +252,7 @@ def run(spec: TrialSpec, out: Path, executor="serial", workers=None, scheduler=N
 
 def add_parser(sub) -> None:
     """The ``trial`` subcommand of ``python -m analysis``."""
-    from experiments.executors import EXECUTORS
-    from sim.cli import positive_int
+    from experiments.executors import add_arguments
 
     p = sub.add_parser(
         "trial",
@@ -252,25 +262,22 @@ def add_parser(sub) -> None:
         epilog="exit status: 0 done; 1 a worker process died; 2 a usage mistake (bad spec, --out or scheduler).",
     )
     p.add_argument("spec", help="a trial spec file, or a name in experiments/trials/ (e.g. trial_feedback)")
-    p.add_argument("--executor", choices=EXECUTORS, default="processes", help="where trials run (default processes)")
-    p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
+    add_arguments(p, "trials")
     p.add_argument("--out", type=Path, default=None, help="results directory (default results/<spec name>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def command(args) -> int:
     """Run ``trial`` from parsed arguments."""
-    from analysis.trial_spec import TrialSpecError, load_trial_spec
-    from experiments.executors import WorkerDied
+    from analysis.trial_spec import load_trial_spec
+    from experiments.executors import WorkerDied, check_arguments
     from sim.cli import output_dir
 
-    if args.scheduler and args.executor != "dask":
-        raise TrialSpecError(f"--scheduler {args.scheduler} needs --executor dask.")
+    check_arguments(args)
     spec = load_trial_spec(args.spec)
     out = output_dir(args.out if args.out is not None else Path("results") / spec.name, "--out")
     try:
-        run(spec, out, args.executor, args.workers, args.scheduler, progress=not args.no_progress)
+        run(spec, out, args.executor, args.workers, args.scheduler, not args.no_progress, args.worker_timeout)
     except WorkerDied:
         print(f"error: a worker process died while simulating {spec.name}; run the command again.", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""``python -m experiments run SPEC [--executor ...] [--workers N] [--scheduler ADDRESS] [--out DIR]``."""
+"""``python -m experiments run SPEC [--executor ...] [--out DIR] [--extend N] [--format csv]``, ``export DIR --csv``."""
 
 import sys
 

@@ -74,6 +74,42 @@ def check_address(address: str) -> str:
     return address.strip()
 
 
+def add_arguments(parser, what: str = "chunks") -> None:
+    """The options of every command that runs on the executors: --executor, --workers, --scheduler, --worker-timeout.
+
+    Args:
+        parser: an argparse parser (or subparser).
+        what: what runs on the executor, for the help text ("chunks", "trials").
+    """
+    from sim.cli import positive_float, positive_int
+
+    parser.add_argument(
+        "--executor", choices=EXECUTORS, default="processes", help=f"where {what} run (default processes)"
+    )
+    parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument(
+        "--worker-timeout",
+        type=positive_float,
+        default=WORKER_TIMEOUT,
+        metavar="SECONDS",
+        help=f"end a Dask run whose cluster has had no worker this long (default {WORKER_TIMEOUT:g}; raise it for "
+        "a batch queue that starts workers slowly)",
+    )
+
+
+def check_arguments(args) -> None:
+    """Refuse a --scheduler without --executor dask, or one that is not an address, before anything runs.
+
+    Raises:
+        ExecutorError: with a message naming the option.
+    """
+    if args.scheduler is not None:
+        if args.executor != "dask":
+            raise ExecutorError(f"--scheduler {clean_text(args.scheduler)} needs --executor dask.")
+        check_address(args.scheduler)
+
+
 def available_cores() -> int:
     """Cores this process may use."""
     try:

@@ -1,7 +1,8 @@
 """A finished sweep read back for analysis: its manifest, its parameter sets and their outputs.
 
-Reads only through :mod:`experiments.store`'s public names, so analyses that are not sensitivity
-indices (scenario discovery, exports) see a results directory the way the runner wrote it.
+Reads only through :mod:`experiments.store`'s public names, after :func:`experiments.resume.finished`
+has verified every file against the checksums the manifest recorded, so the sensitivity indices,
+scenario discovery and exports all see a results directory the way the runner wrote it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from typing import Any
 import pandas as pd
 
 from experiments import store
+
+# What analyses read from a manifest, with the type each must have.
+MANIFEST_KEYS = {"name": str, "method": str, "n_sets": int, "n_chunks": int, "problem": dict, "spec": dict}
+SPEC_KEYS = {"outputs": list, "seed": int, "options": dict}
 
 
 class ResultsError(ValueError):
@@ -26,18 +31,21 @@ class Sweep:
     Attributes:
         path: the results directory.
         manifest: manifest.json.
+        sample: sample.parquet: one row per parameter set (index ``set``), each factor's value and,
+            for SALib methods, its unit draw ``u:<factor>``.
         factors: the varied parameters' values, one row per parameter set (index ``set``), in spec order.
-        outputs: one row per (set, replicate): columns ``set``, ``replicate`` and one per stored metric.
+        outputs: one row per (set, replicate): columns ``set``, ``replicate`` and one per stored output.
     """
 
     path: Path
     manifest: dict[str, Any]
+    sample: pd.DataFrame
     factors: pd.DataFrame
     outputs: pd.DataFrame
 
     @property
     def metrics(self) -> list[str]:
-        """The stored metrics."""
+        """The stored outputs."""
         return [c for c in self.outputs.columns if c not in ("set", "replicate")]
 
     def set_means(self, metric: str) -> pd.Series:
@@ -51,44 +59,60 @@ class Sweep:
         """Replicates per parameter set."""
         return int(self.outputs["replicate"].max()) + 1 if len(self.outputs) else 0
 
+    def curves(self) -> pd.DataFrame:
+        """The per-session curves (``[store] curves = true``): one row per (set, replicate, session).
+
+        Raises:
+            ResultsError: the sweep stored no curves.
+        """
+        if not (self.path / store.CURVES).is_dir():
+            raise ResultsError(
+                f"{self.path} stores no curves: add [store] curves = true to the spec and run it into a new --out."
+            )
+        return store.read_outputs(self.path, store.CURVES)
+
 
 def read_sweep(path: str | Path) -> Sweep:
     """The finished sweep stored in ``path`` (the ``--out`` directory of ``python -m experiments run``).
 
+    Every chunk file and the sample are checked against the checksums in the manifest first.
+
     Raises:
-        ResultsError: no manifest, an unreadable one, or chunks still missing.
+        ResultsError: no manifest, an unreadable or foreign one, chunks missing or damaged, files that
+            do not belong, or a sample or chunk that cannot be read; the message says what to do.
     """
-    path = Path(path)
-    if not (path / store.MANIFEST).is_file():
-        raise ResultsError(
-            f"{path} has no {store.MANIFEST}: give the --out directory of `python -m experiments run` "
-            "(results/<spec name>/ by default)."
-        )
-    try:
-        manifest = store.read_manifest(path)
-        sample = pd.read_parquet(path / store.SAMPLE)
-    except (OSError, ValueError) as err:
-        raise ResultsError(
-            f"{path}: cannot read the sweep's manifest or sample ({err}); run the sweep again."
-        ) from None
-    n_chunks = manifest.get("n_chunks") if isinstance(manifest, dict) else None
-    missing = n_chunks - len(store.done_chunks(path)) if isinstance(n_chunks, int) else 0
-    if missing > 0:
-        spec_file = manifest.get("spec_file") or "SPEC"
-        raise ResultsError(
-            f"{path} is unfinished: {missing} of {n_chunks} chunks are missing. Finish it with "
-            f"`python -m experiments run {spec_file} --out {path}` (it resumes where it stopped)."
-        )
+    from experiments.resume import finished
     from experiments.sampling import UNIT_PREFIX  # SALib and scipy.stats: imported only when needed
 
-    names = [f["name"] for f in manifest.get("spec", {}).get("factors", [])]
+    path = Path(path)
+    try:
+        manifest = finished(path)
+    except store.StoreError as err:
+        raise ResultsError(str(err)) from None
+    spec = manifest["spec"]
+    wrong = [k for k, kind in MANIFEST_KEYS.items() if not isinstance(manifest.get(k), kind)]
+    wrong += [f"spec.{k}" for k, kind in SPEC_KEYS.items() if not isinstance(spec.get(k), kind)]
+    if not wrong and not isinstance(manifest["problem"].get("names"), list):
+        wrong.append("problem.names")
+    if wrong:
+        raise ResultsError(
+            f"{path / store.MANIFEST} lacks {', '.join(wrong)} (or has the wrong type), which the analysis needs; "
+            "it was not written by this version of `python -m experiments run`, or has been edited."
+        )
+    try:
+        sample = pd.read_parquet(path / store.SAMPLE)
+        outputs = store.read_outputs(path)
+    except Exception as err:  # noqa: BLE001 (pyarrow raises several kinds on a damaged file)
+        raise ResultsError(
+            f"{path}: the sample or a file in {store.CHUNKS}/ cannot be read ({str(err)[:200]})."
+        ) from None
+    if outputs.empty or not {"set", "replicate"} <= set(outputs.columns):
+        raise ResultsError(f"{path}: the stored outputs have no set and replicate columns; run the sweep again.")
+    names = [f["name"] for f in spec.get("factors", []) if isinstance(f, dict)]
     names = [n for n in names if n in sample.columns] or [c for c in sample.columns if not c.startswith(UNIT_PREFIX)]
     factors = sample[names].copy()
     factors.index = pd.RangeIndex(len(factors), name="set")
-    outputs = store.read_outputs(path)
-    if outputs.empty:
-        raise ResultsError(f"{path} holds no outputs yet: run the sweep first.")
-    return Sweep(path, manifest, factors, outputs)
+    return Sweep(path, manifest, sample, factors, outputs)
 
 
 def is_numeric(column: pd.Series) -> bool:

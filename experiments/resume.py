@@ -34,15 +34,17 @@ import numpy as np
 import pandas as pd
 
 from experiments import store
+from experiments.extend import extend_store, grown
 from experiments.lock import DirectoryLock, LockError, try_lock
 from experiments.spec import ExperimentSpec, run_part
-from experiments.store import CHUNKS, MANIFEST, SAMPLE, StoreError, chunk_name
+from experiments.store import CHUNKS, CURVES, MANIFEST, SAMPLE, StoreError, chunk_name
 
 REQUIRED = {"spec_hash": str, "spec": dict, "sessions": list, "n_sets": int, "n_chunks": int}
 SPEC_REQUIRED = {"chunk_size": int, "replicates": int}
 # What a run writes into its directory besides the manifest: a directory without a manifest that
 # holds nothing else is a run's (a creation cut short, or a deleted manifest), anything more is not.
-RUN_FILES = (".lock", SAMPLE, CHUNKS, "indices.csv", "figures")
+RUN_FILES = (".lock", SAMPLE, CHUNKS, CURVES, "indices.csv", "convergence.csv", "analysis.json", "figures")
+RUN_FILES += ("runs.csv", "curves.csv", "sample.csv")  # python -m experiments export DIR --csv
 SHOWN = 6  # file names listed in a message before "and N more"
 
 
@@ -58,7 +60,7 @@ def _listed(names: list[str]) -> str:
 
 
 def open_store(
-    out: Path, spec: ExperimentSpec, sample: pd.DataFrame, extra: dict[str, Any]
+    out: Path, spec: ExperimentSpec, sample: pd.DataFrame, extra: dict[str, Any], extend: bool = False
 ) -> tuple[dict[str, Any], DirectoryLock]:
     """Prepare ``out`` for ``spec`` and lock it: a new directory, or the same spec's earlier run to resume.
 
@@ -67,6 +69,8 @@ def open_store(
         spec: the experiment.
         sample: its parameter sets, from :func:`experiments.sampling.sample`.
         extra: more manifest fields for a new directory (problem, chunk count, ...).
+        extend: ``out`` may hold the same Sobol spec at a smaller N: keep its runs and add the rest
+            (:mod:`experiments.extend`); otherwise such a directory is refused like any other spec's.
 
     Returns:
         The manifest, its ``chunks`` holding exactly the verified chunks, and the held lock; release
@@ -86,7 +90,7 @@ def open_store(
                 if created is not None:
                     return created
                 continue  # another run created it first: open it like any existing directory
-            return _open_existing(out, spec, sample, extra, digest)
+            return _open_existing(out, spec, sample, extra, digest, extend)
     except OSError as err:
         raise StoreError(
             f"--out {out}: cannot be used ({err.strerror or err}); give a directory that can be created and written."
@@ -108,13 +112,15 @@ def _new_manifest(spec: ExperimentSpec, sample: pd.DataFrame, extra: dict[str, A
         "provenance": store.provenance(),
         "sample": {},
         "chunks": {},
+        **({CURVES: {}} if spec.store.curves else {}),
         "sessions": [],
     }
 
 
 def _fill(folder: Path, spec, sample, extra, digest) -> dict[str, Any]:
     """Write a new directory's sample, chunks/ and (last) manifest into ``folder``."""
-    (folder / CHUNKS).mkdir(exist_ok=True)
+    for part in parts(spec.to_dict()):
+        (folder / part).mkdir(exist_ok=True)
     manifest = _new_manifest(spec, sample, extra, digest)
     manifest["sample"] = store.write_parquet(sample, folder / SAMPLE) | {"digest": store.frame_digest(sample)}
     store.write_json(manifest, folder / MANIFEST)
@@ -164,14 +170,14 @@ def _remove_abandoned_creations(out: Path) -> None:
             lock.release()
 
 
-def _open_existing(out: Path, spec, sample, extra, digest) -> tuple[dict[str, Any], DirectoryLock]:
+def _open_existing(out: Path, spec, sample, extra, digest, extend=False) -> tuple[dict[str, Any], DirectoryLock]:
     if not out.is_dir():
         raise StoreError(f"--out {out}: a file of that name exists; give a directory.")
     _refuse_foreign(out)  # before the lock: nothing is written into a directory that is not a run's
     lock = DirectoryLock(out).acquire()
     try:
         _remove_abandoned_creations(out)  # a creation killed before another run made the directory
-        return _resume(out, spec, sample, extra, digest), lock
+        return _resume(out, spec, sample, extra, digest, extend), lock
     except BaseException:
         lock.release()
         raise
@@ -188,14 +194,16 @@ def _refuse_foreign(out: Path) -> None:
         )
 
 
-def _resume(out: Path, spec: ExperimentSpec, sample: pd.DataFrame, extra, digest: str) -> dict[str, Any]:
+def _resume(out: Path, spec: ExperimentSpec, sample: pd.DataFrame, extra, digest: str, extend=False) -> dict[str, Any]:
     """Under the lock: the manifest, rebuilt or checked against the spec, with the sample and chunks verified."""
     if (out / MANIFEST).exists():
         manifest = checked_manifest(out)
+        if extend and manifest["spec_hash"] != digest and grown(manifest, spec):
+            manifest = extend_store(out, manifest, spec, sample, extra, digest)
         _match_spec(out, manifest, spec, digest)
     else:
         manifest = _without_manifest(out, spec, sample, extra, digest)
-    for tmp in [*out.glob(".*.tmp-*"), *(out / CHUNKS).glob(".*.tmp-*")]:  # left by a killed write
+    for tmp in [*out.glob(".*.tmp-*"), *(out / CHUNKS).glob(".*.tmp-*"), *(out / CURVES).glob(".*.tmp-*")]:
         tmp.unlink(missing_ok=True)
     _verify_sample(out, manifest, sample)
     _verify_chunks(out, manifest, spec, digest)
@@ -232,7 +240,7 @@ def _manifest_problem(manifest: Any) -> str | None:
     spec = manifest["spec"] if isinstance(manifest["spec"], dict) else {}
     wrong = [k for k, kind in REQUIRED.items() if not isinstance(manifest[k], kind) or isinstance(manifest[k], bool)]
     wrong += [f"spec.{k}" for k, kind in SPEC_REQUIRED.items() if not isinstance(spec.get(k), kind)]
-    wrong += [k for k in ("chunks", "sample") if not isinstance(manifest.get(k, {}), dict)]
+    wrong += [k for k in ("chunks", "sample", CURVES) if not isinstance(manifest.get(k, {}), dict)]
     records = manifest.get("chunks") if isinstance(manifest.get("chunks"), dict) else {}
     if any(not isinstance(r, dict) for r in records.values()):
         wrong.append("a chunk's checksum")
@@ -249,11 +257,19 @@ def _match_spec(out: Path, manifest: dict[str, Any], spec: ExperimentSpec, diges
     old = run_part(manifest["spec"]) if isinstance(manifest["spec"], dict) else {}
     new = json.loads(json.dumps(spec.run_dict(), default=str))
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed == ["N"] and spec.method == "sobol" and isinstance(old.get("N"), int):
+        more = (
+            f" To add base samples to its runs, give --extend {spec.N}."
+            if spec.N > old["N"]
+            else f" It holds N = {old['N']}: give --extend {old['N']} to resume or re-analyse it."
+        )
+    else:
+        more = ""
     if changed or not old:
         raise StoreError(
             f"{out} holds results of a different spec (hash {str(manifest['spec_hash'])[:12]}, "
             f"this spec {digest[:12]}; changed: {', '.join(changed) or 'unknown'}). "
-            "Results are never mixed: give a new --out directory, or delete this one to start over."
+            "Results are never mixed: give a new --out directory, or delete this one to start over." + more
         )
     # Same runs under an older hash (one that still counted the spec's name): adopt this one.
     manifest["spec_hash"] = digest
@@ -261,10 +277,14 @@ def _match_spec(out: Path, manifest: dict[str, Any], spec: ExperimentSpec, diges
 
 def _without_manifest(out: Path, spec, sample, extra, digest) -> dict[str, Any]:
     """A directory with no manifest: what a killed creation left (start over), or chunks to rebuild it from."""
-    chunks = (
-        sorted(p for p in (out / CHUNKS).glob("*") if not store.is_temporary(p.name)) if (out / CHUNKS).is_dir() else []
-    )
-    if not chunks:
+    chunks = [
+        p
+        for part in parts(spec.to_dict())
+        if (out / part).is_dir()
+        for p in sorted((out / part).glob("*"))
+        if not store.is_temporary(p.name)
+    ]
+    if not any(p.parent.name == CHUNKS for p in chunks):
         if (out / SAMPLE).exists() or (out / CHUNKS).exists():
             warn(f"{out} holds only what a creation cut short leaves (no {MANIFEST}, no chunk); it is started again.")
         (out / SAMPLE).unlink(missing_ok=True)
@@ -276,14 +296,15 @@ def _without_manifest(out: Path, spec, sample, extra, digest) -> dict[str, Any]:
         except Exception:  # noqa: BLE001 (pyarrow raises several kinds on a file that is not Parquet)
             meta = {}
         if meta.get(store.SPEC_HASH_KEY, b"").decode(errors="replace") != digest:
-            foreign.append(path.name)
+            foreign.append(f"{path.parent.name}/{path.name}")
     if foreign:
         raise StoreError(
-            f"{out} has no {MANIFEST}, and {out / CHUNKS} holds files that were not written for this spec: "
+            f"{out} has no {MANIFEST}, and holds chunk files that were not written for this spec: "
             f"{_listed(foreign)}. Results are never mixed: give a new --out directory, or delete {out} to start over."
         )
     manifest = _new_manifest(spec, sample, extra, digest) | {"rebuilt": store.now()}
-    warn(f"{out / MANIFEST} was missing; it is rebuilt from the {len(chunks)} chunk files written for this spec.")
+    n = sum(p.parent.name == CHUNKS for p in chunks)
+    warn(f"{out / MANIFEST} was missing; it is rebuilt from the {n} chunk files written for this spec.")
     return manifest
 
 
@@ -333,52 +354,87 @@ def _file_problem(path: Path, recorded: dict[str, Any]) -> str | None:
     return None
 
 
+def parts(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The folders a chunk's files go into: chunks/, and curves/ when the spec (as a dict) stores curves."""
+    stored = spec.get("store") if isinstance(spec.get("store"), dict) else {}
+    return (CHUNKS, CURVES) if stored.get("curves") else (CHUNKS,)
+
+
+def _records(manifest: dict[str, Any], part: str) -> dict[str, Any]:
+    """The manifest's checksums of the files in ``part`` (``chunks`` for chunks/, ``curves`` for curves/)."""
+    return manifest.setdefault("chunks" if part == CHUNKS else part, {})
+
+
 def _verify_chunks(out: Path, manifest: dict[str, Any], spec: ExperimentSpec, digest: str) -> None:
-    """Keep in ``manifest["chunks"]`` exactly the chunks whose files are verified; refuse files that do not belong."""
-    folder = out / CHUNKS
-    recorded: dict[str, Any] = manifest.setdefault("chunks", {})
-    if not folder.is_dir():
-        if recorded:
-            warn(f"{folder} is missing; its {len(recorded)} finished chunks are run again.")
-        folder.mkdir()
+    """Keep in the manifest exactly the chunks whose files are all verified; refuse files that do not belong.
+
+    A chunk with curves is two files, curves/ written first: it counts as done when both verify. A
+    curves file whose chunk was never written (a run killed between the two) is removed quietly, as
+    the chunk is still to run; a recorded file that is missing or damaged reruns its chunk, with a warning.
+    """
+    folders = parts(spec.to_dict())
     expected = {chunk_name(i): i for i in range(manifest["n_chunks"])}
-    present = {p.name: p for p in folder.iterdir() if p.name in expected and p.is_file()}
-    strays = [p.name for p in folder.iterdir() if p.name not in present and not store.is_temporary(p.name)]
-    if strays:
-        raise StoreError(
-            f"{folder} holds {len(strays)} file{'s' * (len(strays) > 1)} that this experiment did not write: "
-            f"{_listed(strays)} (it writes chunk-00000.parquet to {chunk_name(manifest['n_chunks'] - 1)}). "
-            f"Results are never mixed and nothing is skipped silently: move them out of {folder}, then run the "
-            "same command again."
-        )
-    rerun, foreign = [], []
-    for name in sorted(set(recorded) - set(present)):
-        del recorded[name]
-        rerun.append(f"{name} (missing)")
-    for name, path in sorted(present.items()):
-        if name in recorded:
-            problem = _file_problem(path, recorded[name])
-        else:  # finished after the manifest was last written, or written before checksums were recorded
-            problem = _chunk_problem(path, expected[name], manifest, digest)
-        if problem == "was written for another spec":
-            foreign.append(name)
-        elif problem:
-            path.unlink()
-            recorded.pop(name, None)
-            rerun.append(f"{name} ({problem})")
-        elif name not in recorded:
-            recorded[name] = store.file_checksum(path)
+    present: dict[str, dict[str, Path]] = {}
+    for part in folders:
+        folder, recorded = out / part, _records(manifest, part)
+        if not folder.is_dir():
+            if recorded:
+                warn(f"{folder} is missing; its {len(recorded)} finished chunks are run again.")
+            folder.mkdir()
+        present[part] = {p.name: p for p in folder.iterdir() if p.name in expected and p.is_file()}
+        strays = [p.name for p in folder.iterdir() if p.name not in present[part] and not store.is_temporary(p.name)]
+        if strays:
+            raise StoreError(
+                f"{folder} holds {len(strays)} file{'s' * (len(strays) > 1)} that this experiment did not write: "
+                f"{_listed(strays)} (it writes chunk-00000.parquet to {chunk_name(manifest['n_chunks'] - 1)}). "
+                f"Results are never mixed and nothing is skipped silently: move them out of {folder}, then run the "
+                "same command again."
+            )
+    bad: dict[str, str] = {}  # chunk name -> why it runs again (empty: it never finished)
+    foreign = []
+    for part in folders:
+        recorded = _records(manifest, part)
+        label = "" if part == CHUNKS else f"{part}/"
+        for name in sorted(set(recorded) - set(present[part])):
+            bad.setdefault(name, f"{label}{name} (missing)")
+        for name, path in sorted(present[part].items()):
+            if name in recorded:
+                problem = _file_problem(path, recorded[name])
+            else:  # finished after the manifest was last written, or written before checksums were recorded
+                problem = _chunk_problem(path, expected[name], manifest, digest, part)
+            if problem == "was written for another spec":
+                foreign.append(f"{label}{name}")
+            elif problem:
+                bad.setdefault(name, f"{label}{name} ({problem})")
     if foreign:
         raise StoreError(
-            f"{folder} holds chunks written for another spec: {_listed(foreign)}. Results are never mixed: "
-            f"move them out of {folder}, or delete {out} to start over."
+            f"{out} holds chunks written for another spec: {_listed(foreign)}. Results are never mixed: "
+            f"move them out, or delete {out} to start over."
         )
+    for name in expected:  # a chunk lacking one of its files (curves without a chunk: never finished)
+        if (
+            name not in bad
+            and any(name in present[p] for p in folders)
+            and not all(name in present[p] for p in folders)
+        ):
+            bad[name] = "" if name not in present[CHUNKS] else f"{name} (its curves are missing)"
+    for name in bad:
+        for part in folders:
+            if name in present[part]:
+                present[part][name].unlink()
+            _records(manifest, part).pop(name, None)
+    for part in folders:
+        recorded = _records(manifest, part)
+        for name, path in present[part].items():
+            if name not in bad and name not in recorded:
+                recorded[name] = store.file_checksum(path)
+    rerun = [why for why in bad.values() if why]
     if rerun:
         warn(f"{len(rerun)} chunk{'s' * (len(rerun) > 1)} of {out} will be run again: {_listed(rerun)}.")
 
 
-def _chunk_problem(path: Path, index: int, manifest: dict[str, Any], digest: str) -> str | None:
-    """Whether an unrecorded chunk file holds what chunk ``index`` of this spec holds; None when it does."""
+def _chunk_problem(path: Path, index: int, manifest: dict[str, Any], digest: str, part: str = CHUNKS) -> str | None:
+    """Whether an unrecorded file holds what chunk ``index`` of this spec holds (in ``part``); None when it does."""
     try:
         meta = store.chunk_metadata(path)
         frame = pd.read_parquet(path)
@@ -392,7 +448,13 @@ def _chunk_problem(path: Path, index: int, manifest: dict[str, Any], digest: str
     n = min(size, n_sets - first)
     sets = np.repeat(np.arange(first, first + n), reps)
     replicates = np.tile(np.arange(reps), n)
-    if not {"set", "replicate"} <= set(frame.columns) or len(frame) != len(sets):
+    if not {"set", "replicate"} <= set(frame.columns):
+        return "does not hold this chunk's parameter sets"
+    if part != CHUNKS:  # curves: a run of sessions per (set, replicate), in the chunk's order
+        pairs = frame[["set", "replicate"]].drop_duplicates()
+        sets_ok = np.array_equal(pairs["set"], sets) and np.array_equal(pairs["replicate"], replicates)
+        return None if sets_ok and "session" in frame.columns else "does not hold this chunk's parameter sets"
+    if len(frame) != len(sets):
         return "does not hold this chunk's parameter sets"
     if not (np.array_equal(frame["set"], sets) and np.array_equal(frame["replicate"], replicates)):
         return "does not hold this chunk's parameter sets"
@@ -411,26 +473,31 @@ def finished(out: Path) -> dict[str, Any]:
         raise StoreError(f"{out} has no {MANIFEST}: give the --out directory of `python -m experiments run`.")
     manifest = checked_manifest(out)
     rerun = f"`python -m experiments run {manifest.get('spec_file') or 'SPEC'} --out {out}`"
-    folder = out / CHUNKS
     expected = {chunk_name(i) for i in range(int(manifest["n_chunks"]))}
-    on_disk = {p.name for p in folder.iterdir() if not store.is_temporary(p.name)} if folder.is_dir() else set()
-    strays = sorted(on_disk - expected)
-    if strays:
-        raise StoreError(
-            f"{folder} holds files that this experiment did not write: {_listed(strays)}. Move them out of "
-            f"{folder} so nothing is mixed in, then analyse again."
-        )
-    recorded = manifest.get("chunks")
-    problems = sorted(f"{n} (missing)" for n in expected - on_disk)
-    if isinstance(recorded, dict):  # manifests before checksums have none: presence is all that is known
-        for name in sorted(expected & on_disk):
-            problem = _file_problem(folder / name, recorded[name]) if name in recorded else "not yet verified"
-            if problem:
-                problems.append(f"{name} ({problem})")
+    problems: dict[str, str] = {}  # chunk -> its first problem
+    for part in parts(manifest["spec"]):
+        folder = out / part
+        on_disk = {p.name for p in folder.iterdir() if not store.is_temporary(p.name)} if folder.is_dir() else set()
+        strays = sorted(on_disk - expected)
+        if strays:
+            raise StoreError(
+                f"{folder} holds files that this experiment did not write: {_listed(strays)}. Move them out of "
+                f"{folder} so nothing is mixed in, then analyse again."
+            )
+        label = "" if part == CHUNKS else f"{part}/"
+        recorded = manifest.get("chunks" if part == CHUNKS else part)
+        for name in sorted(expected - on_disk):
+            problems.setdefault(name, f"{label}{name} (missing)")
+        if isinstance(recorded, dict):  # manifests before checksums have none: presence is all that is known
+            for name in sorted(expected & on_disk):
+                problem = _file_problem(folder / name, recorded[name]) if name in recorded else "not yet verified"
+                if problem:
+                    problems.setdefault(name, f"{label}{name} ({problem})")
     if problems:
         raise StoreError(
             f"{out} is not a finished run: {len(problems)} of {len(expected)} chunks are missing or damaged: "
-            f"{_listed(problems)}. Finish or repair it with {rerun}; it runs only what is missing or damaged."
+            f"{_listed(list(problems.values()))}. Finish or repair it with {rerun}; it runs only what is missing or "
+            "damaged."
         )
     sample = manifest.get("sample") or {}
     problem = _file_problem(out / SAMPLE, sample) if sample.get("sha256") else None

@@ -25,11 +25,11 @@ from tqdm import tqdm
 
 from experiments import sampling, store
 from experiments.chunk import ChunkTask, Evaluator, run_chunk
-from experiments.executors import WORKER_TIMEOUT, make_executor
+from experiments.executors import WORKER_TIMEOUT, available_cores, make_executor
+from experiments.outputs import metric_table
 from experiments.resume import open_store
 from experiments.spec import ExperimentSpec
 from sim.memory import keep_freed_memory
-from sim.outcomes import METRICS, undefined_reason
 from sim.run import batch_metrics
 
 
@@ -60,6 +60,8 @@ def chunk_tasks(
             spec.replicates,
             evaluator,
             spec.replicate_params,
+            spec.store,
+            spec.scenarios,
         )
 
 
@@ -79,9 +81,14 @@ def _run_chunks(spec, sample, out, todo, manifest, evaluator, session, progress,
     digest = manifest["spec_hash"]
     with bar, make_executor(*executor_args) as pool:
         try:
-            for index, columns in pool.imap_unordered(run_chunk, chunk_tasks(spec, sample, todo, evaluator)):
+            for index, columns, curves in pool.imap_unordered(run_chunk, chunk_tasks(spec, sample, todo, evaluator)):
                 frame = pd.DataFrame(columns)
                 try:
+                    if curves is not None:  # before the chunk: a chunk on disk means its curves are too
+                        name = store.chunk_name(index)
+                        manifest["curves"][name] = store.write_chunk(
+                            out, index, pd.DataFrame(curves), digest, store.CURVES
+                        )
                     manifest["chunks"][store.chunk_name(index)] = store.write_chunk(out, index, frame, digest)
                     store.write_json(manifest, out / store.MANIFEST)
                 except OSError as err:
@@ -146,6 +153,7 @@ def run_experiment(
     progress: bool = True,
     analyse: bool = True,
     worker_timeout: float = WORKER_TIMEOUT,
+    extend: bool = False,
 ) -> dict[str, Any]:
     """Run ``spec`` into ``out``, resuming an earlier run of the same spec; return the manifest.
 
@@ -159,6 +167,8 @@ def run_experiment(
         progress: show a tqdm progress bar on stderr.
         analyse: write indices.csv and figures when every chunk is done.
         worker_timeout: seconds a Dask cluster may have no worker before the run ends (dask only).
+        extend: ``out`` holds this Sobol spec at a smaller N: keep its runs and run only the new sets
+            (:mod:`experiments.extend`); ``spec`` carries the larger N (:func:`experiments.spec.with_n`).
 
     Raises:
         experiments.store.StoreError: ``out`` holds another spec's results or cannot be used.
@@ -169,6 +179,8 @@ def run_experiment(
         experiments.lock.LockError: another process is using ``out``.
     """
     keep_freed_memory()  # the analysis's bootstrap reuses memory instead of faulting it in again
+    if spec.store and evaluator is not batch_metrics:
+        raise ValueError("a spec with [store] or [metrics] runs the engine itself; give no evaluator")
     out = Path(out)
     sample = sampling.sample(spec)
     n_sets = len(sample)
@@ -179,9 +191,14 @@ def run_experiment(
         "n_chunks": n_chunks,
         "runs": n_sets * spec.replicates,
         "problem": sampling.problem(spec.factors),
-        "metrics": {m.name: {"label": m.label, "unit": m.unit, "undefined": undefined_reason(m.name)} for m in METRICS},
+        "metrics": metric_table(spec.store),
     }
-    manifest, lock = open_store(out, spec, sample, extra)
+    if extend and not (out / store.MANIFEST).is_file():
+        raise store.StoreError(
+            f"--extend {spec.N}: {out} holds no run to extend; run the spec first without --extend, or set "
+            f"N = {spec.N} in it."
+        )
+    manifest, lock = open_store(out, spec, sample, extra, extend)
     with lock:  # held until the run, its manifest and its analysis are written
         _warn_if_code_changed(manifest, out)
         todo = [i for i in range(n_chunks) if store.chunk_name(i) not in manifest["chunks"]]
@@ -213,7 +230,7 @@ def run_experiment(
             from analysis.sensitivity import analyse_dir
 
             started = time.perf_counter()
-            analyse_dir(out)
+            analyse_dir(out, workers=1 if executor == "serial" else workers or available_cores())
             session["analysis_seconds"] = round(time.perf_counter() - started, 3)
             store.write_json(manifest, out / store.MANIFEST)
     return manifest

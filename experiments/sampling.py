@@ -23,6 +23,7 @@ import pandas as pd
 from SALib.sample import fast_sampler, latin, morris, sobol
 from scipy import stats
 
+from experiments.chunk import SCENARIO_FACTOR
 from experiments.spec import ExperimentSpec, Factor, SpecError
 
 UNIT_PREFIX = "u:"
@@ -113,7 +114,7 @@ def sample(spec: ExperimentSpec) -> pd.DataFrame:
 
 def _oat_rows(spec: ExperimentSpec) -> list[tuple]:
     """The base set first, then each factor at each of its levels with the others at base."""
-    base = tuple(spec.base[f.name] for f in spec.factors)
+    base = tuple(spec.scenario if f.name == SCENARIO_FACTOR else spec.base[f.name] for f in spec.factors)
     rows = [base]
     for i, f in enumerate(spec.factors):
         rows += [base[:i] + (level,) + base[i + 1 :] for level in f.levels]

@@ -16,10 +16,15 @@ A spec looks like::
 
     [options]                         # method settings, e.g. calc_second_order, num_resamples
     [fixed]                           # parameters held at a value for every run
+    [store]                           # more outputs per run: reasons, retention, curves (experiments.outputs)
+    [metrics.early_dropout]           # a user metric over the columns of clients.csv
+    y = 'end_type == "dropout" and end_session <= 4'
     [parameters.therapist_empathy_mean]
     low = 0.2                         # optional narrowing within the registry range
     high = 0.9
     distribution = "triang"           # unif (default), triang (peak), norm / lognorm (mean, sd)
+    [parameters.scenario]             # named scenarios as a factor: each level's overrides on the base
+    levels = ["baseline", "low_empathy"]
 
 Loading refuses anything else with one message naming the file, the key and what is allowed
 (:class:`SpecError`). docs/experiments.md describes every key.
@@ -30,16 +35,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from experiments.chunk import SCENARIO_FACTOR
+from experiments.outputs import DEFAULT_RETENTION, NAME, STATISTICS, MetricError, Store, UserMetric, check_user_metrics
 from sim import parameters
 from sim.outcomes import METRICS
 from sim.parameters import ParameterError
 from sim.posterior import PosteriorError, load_posterior
-from sim.scenario import Scenario, ScenarioError, load_scenario
-from sim.userfiles import check_name, clean_text, read_toml
+from sim.scenario import SCENARIO_DIR, Scenario, ScenarioError, load_scenario
+from sim.userfiles import check_name, clean_text, named_file, read_toml
 
 SPEC_DIR = Path(__file__).resolve().parent
 METHODS = ("sobol", "morris", "fast", "rbd_fast", "delta", "grid", "oat")
@@ -61,8 +68,12 @@ TOP_KEYS = (
     "options",
     "fixed",
     "posterior",
+    "store",
+    "metrics",
     "parameters",
 )
+STORE_KEYS = ("reasons", "retention", "curves")
+METRIC_KEYS = ("y", "clients", "statistic", "label", "unit")
 FACTOR_KEYS = ("low", "high", "distribution", "peak", "mean", "sd", "levels", "steps")
 # Method settings and their defaults; the SALib analyser of the same name documents each.
 OPTIONS: dict[str, dict[str, Any]] = {
@@ -127,6 +138,9 @@ class ExperimentSpec:
         replicate_params: with ``posterior = K``, one dict per replicate: the free parameters of the
             r-th draw from the posterior (sim/posterior.csv) that neither the scenario, ``[fixed]`` nor
             a factor sets. Part of the digest, so outputs of another posterior are never mixed in.
+        store: what each run stores besides the cohort metrics (``[store]`` and ``[metrics]``).
+        scenarios: for a ``scenario`` factor, each level's parameter overrides, applied on top of
+            ``base``. Part of the digest, so an edited scenario file is never mixed with older runs.
         path: the file it came from, if any.
     """
 
@@ -144,15 +158,29 @@ class ExperimentSpec:
     base: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     replicate_params: tuple[dict[str, Any], ...] = ()
+    store: Store = field(default_factory=Store)
+    scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
     path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything that decides the sample and the outputs, as JSON-ready data."""
+        """Everything that decides the sample and the outputs, as JSON-ready data.
+
+        ``store`` and ``scenarios`` appear only when set, so the digest of a spec that uses neither
+        is what it was before they existed, and its results directory resumes.
+        """
         data = asdict(self)
         data.pop("path")
         data.pop("description")
+        for key in ("store", "scenarios"):
+            if not getattr(self, key):
+                data.pop(key)
         return data
+
+    @property
+    def stored(self) -> tuple[str, ...]:
+        """Every output each run stores: the cohort metrics, then those of ``store``."""
+        return OUTPUTS + tuple(m.name for m in self.store.outputs())
 
     def run_dict(self) -> dict[str, Any]:
         """:meth:`to_dict` without the settings that only the analysis reads; see :func:`run_part`."""
@@ -177,13 +205,7 @@ def run_part(data: dict[str, Any]) -> dict[str, Any]:
 
 def resolve_path(name_or_path: str | Path) -> Path:
     """The file for a spec name (looked up in experiments/) or path."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml" and not path.exists():
-        path = SPEC_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in SPEC_DIR.glob("*.toml")))
-        raise SpecError(f"no experiment spec {str(path)!r}: give a path to a .toml file or one of: {known}.")
-    return path
+    return named_file(name_or_path, SPEC_DIR, SpecError, "experiment spec")
 
 
 def load_spec(name_or_path: str | Path) -> ExperimentSpec:
@@ -220,10 +242,13 @@ def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSp
         )
     except (ParameterError, ScenarioError) as err:
         raise SpecError(str(err)) from None
-    factors = _factors(data, method, path)
+    factors, scenarios = _factors(data, method, path, scenario)
     both = sorted(set(fixed) & {f.name for f in factors})
     if both:
         raise SpecError(f"{path}: {', '.join(both)} is both in [fixed] and [parameters]; keep it in one of them.")
+    base = {**scenario.params, **fixed}
+    scenarios = _check_levels(scenarios, base, set(fixed), {f.name for f in factors}, path)
+    store = _store(data, path, base)
     options = _options(data, method, path)
     N = _sample_size(data, method, factors, options, path)
     replicates = _integer(data, "replicates", 1, path)
@@ -247,7 +272,7 @@ def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSp
         description=_text(data, "description", path),
         method=method,
         factors=factors,
-        outputs=_outputs(data, path),
+        outputs=_outputs(data, path, OUTPUTS + tuple(m.name for m in store.outputs())),
         N=N,
         replicates=replicates,
         clients=scenario.clients,
@@ -255,11 +280,32 @@ def from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ExperimentSp
         seed=scenario.seed,
         chunk_size=_integer(data, "chunk_size", DEFAULT_CHUNK_SIZE, path),
         scenario=scenario.name,
-        base={**scenario.params, **fixed},
+        base=base,
         options=options,
         replicate_params=replicate_params,
+        store=store,
+        scenarios=scenarios,
         path=path,
     )
+
+
+def with_n(spec: ExperimentSpec, N: int) -> ExperimentSpec:
+    """``spec`` with base sample size ``N``, for ``--extend N`` (Sobol only: its samples nest).
+
+    Raises:
+        SpecError: another method, or an N that is not a power of 2.
+    """
+    where = spec.path or "<spec>"
+    if spec.method != "sobol":
+        raise SpecError(
+            f"--extend {N}: {where} uses method {spec.method}; only sobol samples nest (the first sets of a larger "
+            "N are the smaller N's), so only a sobol run can be extended. Run the larger N into a new --out."
+        )
+    if N < 2 or N & (N - 1):
+        raise SpecError(
+            f"--extend {N}: N must be a power of 2 for sobol (e.g. {2 ** max(1, round(math.log2(max(N, 2))))})."
+        )
+    return replace(spec, N=N)
 
 
 def _toml(value: Any, limit: int = 80) -> str:
@@ -327,16 +373,98 @@ def _scenario(data, path) -> Scenario:
         raise SpecError(f"{path}: scenario = {_toml(name)}: {err}") from None
 
 
-def _outputs(data, path) -> tuple[str, ...]:
-    outputs = data.get("outputs", list(OUTPUTS))
+def _outputs(data, path, stored: tuple[str, ...]) -> tuple[str, ...]:
+    outputs = data.get("outputs", list(stored))
     if isinstance(outputs, str):
         outputs = [outputs]
     if not isinstance(outputs, list) or not outputs:
         raise SpecError(f'{path}: outputs must be a non-empty list of metric names, e.g. outputs = ["dropout_rate"].')
     for name in outputs:
-        if name not in OUTPUTS:
-            raise SpecError(f"{path}: unknown output {_toml(name)} in outputs. Allowed: {', '.join(OUTPUTS)}.")
+        if name not in stored:
+            more = "" if len(stored) > len(OUTPUTS) else " ([store] and [metrics] add more)"
+            raise SpecError(f"{path}: unknown output {_toml(name)} in outputs. Allowed: {', '.join(stored)}{more}.")
     return tuple(dict.fromkeys(outputs))
+
+
+def _store(data, path, base: dict[str, Any]) -> Store:
+    """``[store]`` and ``[metrics]``; user metrics are tried on a small cohort of ``base``."""
+    table = _table(data, "store", path)
+    for key in table:
+        if key not in STORE_KEYS:
+            raise SpecError(f"{path}: unknown key {key!r} in [store]. Allowed: {', '.join(STORE_KEYS)}.")
+    for key in ("reasons", "curves"):
+        if not isinstance(table.get(key, False), bool):
+            raise SpecError(f"{path}: [store] {key} = {_toml(table[key])} must be true or false.")
+    retention = table.get("retention", False)
+    if retention is True:
+        retention = list(DEFAULT_RETENTION)
+    elif retention is False:
+        retention = []
+    if not isinstance(retention, list) or not all(
+        isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= 1000 for k in retention
+    ):
+        raise SpecError(
+            f"{path}: [store] retention = {_toml(retention)} must be true (sessions 4, 8 and 12) or a list of "
+            "session numbers from 1 to 1000, e.g. retention = [4, 8, 12]."
+        )
+    store = Store(
+        reasons=table.get("reasons", False),
+        retention=tuple(sorted(set(retention))),
+        curves=table.get("curves", False),
+        metrics=_user_metrics(data, path),
+    )
+    try:
+        check_user_metrics(store, base)
+    except MetricError as err:
+        raise SpecError(f"{path}, [metrics.{err.name}] {err.key}: {err}") from None
+    return store
+
+
+def _user_metrics(data, path) -> tuple[UserMetric, ...]:
+    metrics = []
+    for name, settings in _table(data, "metrics", path).items():
+        where = f"{path}, [metrics.{name}]"
+        if not NAME.fullmatch(name):
+            raise SpecError(
+                f"{path}: [metrics] name {clean_text(repr(name), 40)} is not allowed: use letters, digits and _ "
+                "(not first), at most 64 characters, e.g. early_dropout."
+            )
+        if name in OUTPUTS or name.startswith(("reason_", "category_", "retention_")) or name in ("set", "replicate"):
+            raise SpecError(f"{where}: {name} is the name of a stored output; give the metric another name.")
+        if isinstance(settings, str):
+            settings = {"y": settings}
+        if not isinstance(settings, dict):
+            raise SpecError(
+                f"{where}: give the metric as an expression, {name} = 'end_type == \"dropout\"', or a table with y."
+            )
+        for key, value in settings.items():
+            if key not in METRIC_KEYS:
+                raise SpecError(f"{where}: unknown key {key!r}. Allowed: {', '.join(METRIC_KEYS)}.")
+            if not isinstance(value, str):
+                raise SpecError(f"{where}: {key} = {_toml(value)} must be a string.")
+        if "y" not in settings:
+            raise SpecError(
+                f"{where}: y is missing: the expression over the columns of clients.csv, e.g. y = 'ruptures'."
+            )
+        statistic = settings.get("statistic", "mean")
+        if statistic not in STATISTICS:
+            raise SpecError(
+                f"{where}: statistic = {_toml(statistic)} is not known: use one of {', '.join(STATISTICS)}."
+            )
+        for key in ("label", "unit"):
+            if key in settings:
+                check_name(settings[key], f"{where}, {key}", SpecError)
+        metrics.append(
+            UserMetric(
+                name,
+                settings["y"],
+                settings.get("clients", ""),
+                statistic,
+                settings.get("label", ""),
+                settings.get("unit", ""),
+            )
+        )
+    return tuple(metrics)
 
 
 def _options(data, method, path) -> dict[str, Any]:
@@ -384,13 +512,18 @@ def _sample_size(data, method, factors, options, path) -> int | None:
     return N
 
 
-def _factors(data, method, path) -> tuple[Factor, ...]:
+def _factors(data, method, path, base: Scenario) -> tuple[tuple[Factor, ...], dict[str, dict[str, Any]]]:
+    """The factors, and for a scenario factor each level's overrides (else an empty dict)."""
     table = _table(data, "parameters", path)
     if not table:
         raise SpecError(f"{path}: no parameters to vary: add a table [parameters.NAME] per parameter.")
-    factors = []
+    factors, scenarios = [], {}
     for name, settings in table.items():
         where = f"{path}, [parameters.{name}]"
+        if name == SCENARIO_FACTOR:
+            factor, scenarios = _scenario_factor(settings, method, where, path, base)
+            factors.append(factor)
+            continue
         try:
             param = parameters.lookup(name, where)
         except ParameterError as err:
@@ -398,7 +531,58 @@ def _factors(data, method, path) -> tuple[Factor, ...]:
         if not isinstance(settings, dict):
             raise SpecError(f"{where}: write the parameter as a table, [parameters.{name}], even if empty.")
         factors.append(_factor(param, settings, method, where))
-    return tuple(factors)
+    return tuple(factors), scenarios
+
+
+def _scenario_factor(settings, method, where, path, base: Scenario) -> tuple[Factor, dict[str, dict[str, Any]]]:
+    """A choice factor over named scenarios; each level's parameters are its overrides on top of the spec's base."""
+    if not isinstance(settings, dict):
+        raise SpecError(f"{where}: write the factor as a table, [parameters.{SCENARIO_FACTOR}], with levels = [...].")
+    for key in settings:
+        if key != "levels":
+            raise SpecError(f'{where}: the scenario factor takes only levels = ["baseline", "low_empathy", ...].')
+    known = sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+    levels = settings.get("levels", known)
+    if not isinstance(levels, list) or not levels or not all(isinstance(v, str) for v in levels):
+        raise SpecError(f"{where}: levels must be a list of scenario names or paths, e.g. levels = {_toml(known[:3])}.")
+    if len(set(levels)) != len(levels):
+        raise SpecError(f"{where}: levels repeat a scenario; list each scenario once.")
+    if method not in ("grid", "oat") and len(levels) < 2:
+        raise SpecError(f"{where}: list at least two scenarios to vary, or set scenario = {_toml(levels[0])} instead.")
+    scenarios = {}
+    for level in levels:
+        beside = path.parent / level
+        try:
+            scenario = load_scenario(beside if beside.suffix == ".toml" and beside.is_file() else level)
+        except ScenarioError as err:
+            raise SpecError(f"{where}, levels: {_toml(level)}: {err}") from None
+        scenarios[level] = dict(scenario.overrides)
+    if method == "oat" and base.name not in scenarios:  # the base set runs the spec's own scenario
+        scenarios[base.name] = {}
+    gridded = method in ("grid", "oat")
+    factor = Factor(SCENARIO_FACTOR, "choice", choices=tuple(levels), levels=tuple(levels) if gridded else ())
+    return factor, scenarios
+
+
+def _check_levels(
+    scenarios: dict[str, dict[str, Any]], base: dict[str, Any], fixed: set[str], varied: set[str], path
+) -> dict[str, dict[str, Any]]:
+    """Each level's overrides that change the base; refuse one that changes what [fixed] or a factor sets.
+
+    A level that sets a [fixed] or varied parameter to another value would be overwritten in every
+    run (or overwrite [fixed]): which should win is unclear, so the spec must say it once.
+    """
+    changes = {}
+    for level, overrides in scenarios.items():
+        changes[level] = {k: v for k, v in overrides.items() if base.get(k) != v}
+        clash = sorted(set(changes[level]) & (fixed | varied))
+        if clash:
+            where = "[fixed]" if clash[0] in fixed else f"[parameters.{clash[0]}]"
+            raise SpecError(
+                f"{path}, [parameters.{SCENARIO_FACTOR}]: the scenario {_toml(level)} sets {', '.join(clash)}, which "
+                f"{where} sets too; remove one of them (a scenario level's values would otherwise be overwritten)."
+            )
+    return changes
 
 
 def _factor(param, settings: dict[str, Any], method: str, where: str) -> Factor:

@@ -7,6 +7,8 @@ Layout of ``DIR``::
     sample.parquet              the parameter sets, one row per set (see experiments.sampling)
     chunks/chunk-00012.parquet  outputs of chunk 12: one row per (set, replicate), every metric; its
                                 Parquet metadata names the spec hash and the chunk
+    curves/chunk-00012.parquet  with [store] curves = true: the per-session curves of chunk 12, one row
+                                per (set, replicate, session), written just before the chunk
     indices.csv, figures/       written by ``python -m analysis sensitivity DIR``
     .lock                       the lock of the process using DIR (experiments.lock)
 
@@ -35,6 +37,7 @@ import pandas as pd
 MANIFEST = "manifest.json"
 SAMPLE = "sample.parquet"
 CHUNKS = "chunks"
+CURVES = "curves"
 SPEC_HASH_KEY = b"alliancesim.spec_hash"  # Parquet metadata of a chunk: the spec it was run for
 CHUNK_KEY = b"alliancesim.chunk"
 PACKAGES = ("alliancesim", "numpy", "scipy", "pandas", "SALib", "mesa", "numba", "pyarrow", "dask", "distributed")
@@ -50,9 +53,9 @@ def chunk_name(index: int) -> str:
     return f"chunk-{index:05d}.parquet"
 
 
-def chunk_path(out: Path, index: int) -> Path:
-    """The file of chunk ``index``."""
-    return Path(out) / CHUNKS / chunk_name(index)
+def chunk_path(out: Path, index: int, folder: str = CHUNKS) -> Path:
+    """The file of chunk ``index`` in ``folder`` (the outputs; CURVES for its curves)."""
+    return Path(out) / folder / chunk_name(index)
 
 
 def is_temporary(name: str) -> bool:
@@ -107,10 +110,10 @@ def write_parquet(frame: pd.DataFrame, path: Path, metadata: dict[bytes, bytes] 
     return write_bytes(parquet_bytes(frame, metadata), path)
 
 
-def write_chunk(out: Path, index: int, frame: pd.DataFrame, spec_hash: str) -> dict[str, Any]:
-    """Write chunk ``index``, its Parquet metadata naming the spec and the chunk; return its checksum."""
+def write_chunk(out: Path, index: int, frame: pd.DataFrame, spec_hash: str, folder: str = CHUNKS) -> dict[str, Any]:
+    """Write chunk ``index`` into ``folder``, its metadata naming the spec and the chunk; return its checksum."""
     metadata = {SPEC_HASH_KEY: spec_hash.encode(), CHUNK_KEY: str(index).encode()}
-    return write_parquet(frame, chunk_path(out, index), metadata)
+    return write_parquet(frame, chunk_path(out, index, folder), metadata)
 
 
 def chunk_metadata(path: Path) -> dict[bytes, bytes]:
@@ -155,9 +158,9 @@ def read_manifest(out: Path) -> dict[str, Any]:
     return json.loads((Path(out) / MANIFEST).read_text())
 
 
-def done_chunks(out: Path) -> set[int]:
+def done_chunks(out: Path, folder: str = CHUNKS) -> set[int]:
     """Indices of the chunk files on disk (verified or not; see :mod:`experiments.resume`)."""
-    folder = Path(out) / CHUNKS
+    folder = Path(out) / folder
     if not folder.is_dir():
         return set()
     found = set()
@@ -168,14 +171,18 @@ def done_chunks(out: Path) -> set[int]:
     return found
 
 
-def read_outputs(out: Path) -> pd.DataFrame:
-    """Every stored output, one row per (set, replicate), sorted."""
+def read_outputs(out: Path, folder: str = CHUNKS) -> pd.DataFrame:
+    """Every stored output, one row per (set, replicate), sorted.
+
+    With ``folder=CURVES``: the per-session curves, one row per (set, replicate, session).
+    """
     out = Path(out)
-    files = [chunk_path(out, i) for i in sorted(done_chunks(out))]
+    files = [chunk_path(out, i, folder) for i in sorted(done_chunks(out, folder))]
     if not files:
         return pd.DataFrame()
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    return frame.sort_values(["set", "replicate"], kind="stable").reset_index(drop=True)
+    keys = ["set", "replicate", "session"] if folder == CURVES else ["set", "replicate"]
+    return frame.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def provenance() -> dict[str, Any]:

@@ -151,10 +151,13 @@ class Cohort:
             weekly[:, :, j] = columns[name].T
         return Draws(weekly)
 
-    def step(self) -> None:
-        """Advance every dyad by one weekly session slot."""
+    def step(self) -> np.ndarray | None:
+        """Advance every dyad by one weekly session slot; return the week's event flags (None when done).
+
+        The flags (uint16 bits as :data:`sim.dynamics.ATTENDED`, ...) are shape (n_sets, n_clients).
+        """
         if self.done:
-            return
+            return None
         self.week += 1
         active_before = self.state.active.copy() if self.record is not None else None
         events, rupture_cause = dynamics.week(self.week, self.week_params, self.dyads, self.state, self.draws)
@@ -168,6 +171,7 @@ class Cohort:
             rec.events.append(events)
             rec.rupture_cause.append(rupture_cause)
             rec.active.append(active_before)
+        return events
 
     def run(self) -> Cohort:
         """Run every course to its end, then the follow-up."""

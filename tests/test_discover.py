@@ -173,7 +173,7 @@ def test_a_directory_that_is_not_a_finished_sweep_exits_2(sweep_dir, tmp_path, c
     partial = tmp_path / "partial"
     shutil.copytree(sweep_dir, partial)
     next((partial / "chunks").glob("chunk-*.parquet")).unlink()
-    with pytest.raises(ResultsError, match="unfinished: 1 of 3 chunks are missing"):
+    with pytest.raises(ResultsError, match="is not a finished run: 1 of 3 chunks are missing"):
         read_sweep(partial)
     assert main(["discover", str(partial), "--above", "0.3"]) == 2
 

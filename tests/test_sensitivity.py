@@ -190,7 +190,7 @@ def test_method_runs_end_to_end_on_the_real_engine(tmp_path, capsys, method):
     out = tmp_path / spec.name
     run_experiment(spec, out, "serial", progress=False)  # the default evaluator: sim.run.run_batch
     table = pd.read_csv(out / "indices.csv")
-    assert list(table.columns) == COMMON[:3] + [c for c in columns if c not in COMMON] + COMMON[3:], (
+    assert list(table.columns) == COMMON[:3] + [c for c in columns if c not in COMMON] + COMMON[3:] + ["note"], (
         f"{method}: columns of indices.csv"
     )
     assert sorted(table["output"].unique()) == sorted(REAL_OUTPUTS)
