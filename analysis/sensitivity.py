@@ -33,7 +33,7 @@ from __future__ import annotations
 import io
 import sys
 import warnings
-from contextlib import contextmanager, redirect_stdout
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -216,12 +216,14 @@ def salib_indices(
 
     SALib's warnings go into ``notes`` (if given) instead of being shown; see :func:`_salib_quietened`.
     """
-    from SALib.analyze import delta, fast, morris, rbd_fast, sobol
+    from SALib.analyze import delta, fast, morris, rbd_fast
+
+    from analysis import sobol_estimators
 
     boot = {"num_resamples": options["num_resamples"], "conf_level": options["conf_level"], "seed": seed}
     with _salib_quietened([] if notes is None else notes):
         if method == "sobol":
-            res = sobol.analyze(problem, Y, calc_second_order=options["calc_second_order"], **boot)
+            res = sobol_estimators.analyze(problem, Y, options["calc_second_order"], **boot)
         elif method == "morris":
             res = morris.analyze(problem, X, Y, num_levels=options["num_levels"], **boot)
         elif method == "fast":
@@ -286,60 +288,82 @@ def _nan_message(manifest: dict[str, Any], name: str, n_nan: int, n_sets: int) -
     return f"{name}: {n_nan:,} of {n_sets:,} parameter sets have no value ({reason}); {consequence}."
 
 
+def output_indices(task: tuple) -> tuple[pd.DataFrame, list[str]]:
+    """The indices of one output and the warnings they raise: ``task`` is (manifest, X, name, Y, noise).
+
+    Module level, so the outputs of a sweep can be analysed on its worker processes.
+    """
+    manifest, X, name, Y, noise = task
+    spec, method, problem = manifest["spec"], manifest["method"], manifest["problem"]
+    names = problem["names"]
+    found = []
+    if noise["nan_sets"]:
+        found.append(_nan_message(manifest, name, noise["nan_sets"], manifest["n_sets"]))
+    constant = constant_value(Y)
+    if constant is not None:
+        consequence = {
+            "grid": ", so there is no variance to apportion: its S1 is left empty (NaN), its effect ranges are 0.",
+            "oat": ": its effect ranges are 0.",
+            "morris": ": its Morris effects are 0.",
+        }.get(method, f", so there is no variance to apportion and its {method} indices are left empty (NaN).")
+        found.append(
+            f"{name} is {constant:g} in every parameter set: no parameter of this experiment moves it" + consequence
+        )
+    if method in ("grid", "oat"):
+        table = design_indices(method, X, names, Y)
+    elif noise["nan_sets"]:
+        table = undefined_indices(method, names, spec["options"])
+    elif constant is not None and method in NEEDS_VARIANCE:
+        table = undefined_indices(method, names, spec["options"])
+    else:
+        notes: list[str] = []
+        table = salib_indices(method, problem, X, Y, spec["options"], analysis_seed(spec["seed"]), notes)
+        found += [f"{name}: SALib: {note}" for note in notes]
+        if method == "fast":
+            found.append(FAST_NOTE)
+    table.insert(0, "output", name)
+    table.insert(1, "method", method)
+    for key, value in noise.items():
+        table[key] = value
+    return table, found
+
+
 def indices(
-    manifest: dict[str, Any], sample: pd.DataFrame, outputs: pd.DataFrame, messages: list[str] | None = None
+    manifest: dict[str, Any],
+    sample: pd.DataFrame,
+    outputs: pd.DataFrame,
+    messages: list[str] | None = None,
+    pool=None,
 ) -> pd.DataFrame:
     """The indices of every analysed output, with replicate noise beside them.
 
     Warnings (an output with parameter sets lacking a value, an output that does not vary, SALib's
-    notices) are added to ``messages``, each once; without it they are written to stderr.
+    notices) are added to ``messages``, each once; without it they are written to stderr. With
+    ``pool`` (an entered executor of :mod:`experiments.executors`) the outputs are analysed on its
+    workers, one task each; the indices are the same.
     """
-    spec, method = manifest["spec"], manifest["method"]
-    problem = manifest["problem"]
-    names = problem["names"]
-    seed = analysis_seed(spec["seed"])
-    n_sets = manifest["n_sets"]
+    names = manifest["problem"]["names"]
     units = [UNIT_PREFIX + n for n in names]
-    X = sample[units].to_numpy(dtype=float) if set(units) <= set(sample.columns) else None
-    tables, found, ran_salib = [], [], False
-    for name in spec["outputs"]:
-        Y, noise = replicate_means(outputs, name, n_sets)
-        if noise["nan_sets"]:
-            found.append(_nan_message(manifest, name, noise["nan_sets"], n_sets))
-        constant = constant_value(Y)
-        if constant is not None:
-            consequence = {
-                "grid": ", so there is no variance to apportion: its S1 is left empty (NaN), its effect ranges are 0.",
-                "oat": ": its effect ranges are 0.",
-                "morris": ": its Morris effects are 0.",
-            }.get(method, f", so there is no variance to apportion and its {method} indices are left empty (NaN).")
-            found.append(
-                f"{name} is {constant:g} in every parameter set: no parameter of this experiment moves it" + consequence
-            )
-        if method in ("grid", "oat"):
-            table = design_indices(method, sample, names, Y)
-        elif noise["nan_sets"]:
-            table = undefined_indices(method, names, spec["options"])
-        elif constant is not None and method in NEEDS_VARIANCE:
-            table = undefined_indices(method, names, spec["options"])
-        else:
-            notes: list[str] = []
-            table = salib_indices(method, problem, X, Y, spec["options"], seed, notes)
-            found += [f"{name}: SALib: {note}" for note in notes]
-            ran_salib = True
-        table.insert(0, "output", name)
-        table.insert(1, "method", method)
-        for key, value in noise.items():
-            table[key] = value
-        tables.append(table)
-    if method == "fast" and ran_salib:
-        found.append(FAST_NOTE)
+    if manifest["method"] in ("grid", "oat"):
+        X = sample  # their indices read the design's own columns
+    else:
+        X = sample[units].to_numpy(dtype=float) if set(units) <= set(sample.columns) else None
+    tasks = [
+        (manifest, X, name, *replicate_means(outputs, name, manifest["n_sets"])) for name in manifest["spec"]["outputs"]
+    ]
+    if pool is None:
+        results = [output_indices(task) for task in tasks]
+    else:
+        from experiments.executors import ordered_map
+
+        results = ordered_map(pool, output_indices, tasks)
+    found = [message for _, notes in results for message in notes]
     for message in dict.fromkeys(found):  # each once, in the order they arose
         if messages is None:
             warn(message)
         elif message not in messages:
             messages.append(message)
-    frame = pd.concat(tables, ignore_index=True)
+    frame = pd.concat([table for table, _ in results], ignore_index=True)
     if "parameter_2" in frame:  # pairs after single parameters
         frame = frame[["output", "method", "parameter", "parameter_2", *frame.columns[3:].drop("parameter_2")]]
     return frame
@@ -375,6 +399,7 @@ def analyse_dir(
     num_resamples: int | None = None,
     conf_level: float | None = None,
     workers: int = 1,
+    pool=None,
 ) -> dict[str, Any]:
     """Write indices.csv, convergence.csv (Sobol), analysis.json and figures/ from the stored outputs.
 
@@ -385,8 +410,11 @@ def analyse_dir(
         out: the results directory.
         outputs: analyse these stored outputs instead of the spec's ``outputs``.
         num_resamples, conf_level: bootstrap settings instead of the spec's ``[options]``.
-        workers: processes that draw the figures (1: this one; see
-            :func:`analysis.sensitivity_figures.render`).
+        workers: processes that analyse the outputs and draw the figures (1: this one); a pool of
+            up to 4 is started when there are enough figures to pay for its start
+            (:data:`analysis.sensitivity_figures.PARALLEL_FROM`).
+        pool: an entered executor of :mod:`experiments.executors` to use instead (the sweep's own
+            pool, its workers already started); ``workers`` is then ignored.
 
     Returns:
         What was written: paths of indices, convergence and figures, the table, the warnings, and a
@@ -395,18 +423,31 @@ def analyse_dir(
     Raises:
         AnalysisError: the directory is not a finished run, or an option cannot be used.
     """
-    from analysis.sensitivity_checks import degenerate_worlds, estimation_notes, noise_notes
-    from analysis.sensitivity_convergence import convergence, unsettled
-    from analysis.sensitivity_figures import figure_list, render
-    from experiments import store
+    from analysis.sensitivity_figures import PARALLEL_FROM
 
     out = Path(out)
     manifest, sample, outputs_frame = load(out)
     stored = [c for c in outputs_frame.columns if c not in ("set", "replicate")]
     manifest = settings(manifest, stored, outputs, num_resamples, conf_level)
+    figures = len(manifest["spec"]["outputs"]) * (3 if manifest["method"] == "sobol" else 1)  # about
+    with ExitStack() as stack:
+        if pool is None and workers > 1 and figures >= PARALLEL_FROM:
+            from experiments.executors import ProcessExecutor
+
+            pool = stack.enter_context(ProcessExecutor(min(workers, 4)))
+        return _analyse(out, manifest, sample, outputs_frame, pool)
+
+
+def _analyse(out: Path, manifest: dict, sample: pd.DataFrame, outputs_frame: pd.DataFrame, pool) -> dict[str, Any]:
+    """:func:`analyse_dir` once the run is read and the pool (or None: this process) chosen."""
+    from analysis.sensitivity_checks import degenerate_worlds, estimation_notes, noise_notes
+    from analysis.sensitivity_convergence import convergence, unsettled
+    from analysis.sensitivity_figures import figure_list, render
+    from experiments import store
+
     spec, options = manifest["spec"], manifest["spec"]["options"]
     messages: list[str] = []
-    table = indices(manifest, sample, outputs_frame, messages)
+    table = indices(manifest, sample, outputs_frame, messages, pool)
     messages += noise_notes(table)
     messages += estimation_notes(table, manifest["method"], options.get("conf_level", 0.95), spec.get("N"))
     degenerate, found = degenerate_worlds(manifest, sample, outputs_frame)
@@ -421,7 +462,7 @@ def analyse_dir(
     else:
         _write_csv(converged, out / "convergence.csv")
     curves = store.read_outputs(out, store.CURVES) if (out / store.CURVES).is_dir() else None
-    paths = render(figure_list(manifest, sample, outputs_frame, table, curves, converged), out / "figures", workers)
+    paths = render(figure_list(manifest, sample, outputs_frame, table, curves, converged), out / "figures", pool)
     removed = _remove_stale(out / "figures", paths)
     noise = {
         name: {key: _plain(rows[key].iloc[0]) for key in ("noise_share", "replicate_sd", "replicates")}

@@ -37,9 +37,8 @@ def sizes(N: int) -> list[int]:
 def first_and_total(Y: np.ndarray, n: int, D: int, second_order: bool, options: dict, seed: int) -> dict:
     """S1 and ST with bootstrap intervals from the first ``n`` base points of a Saltelli sample's outputs.
 
-    Exactly what SALib's ``sobol.analyze`` gives for a sample of N = n from scratch, S2 left out: the
-    outputs of those points are standardised together (BA blocks included, as SALib does), the same
-    resampling indices are drawn from the same seed, and SALib's own estimators are applied.
+    Exactly what SALib's ``sobol.analyze`` gives for a sample of N = n from scratch, S2 left out
+    (:func:`analysis.sobol_estimators.analyze` on the first ``n * step`` outputs).
 
     Args:
         Y: the outputs of the whole sample, shape (N * step,), step = 2D + 2 with second order, D + 2 without.
@@ -49,23 +48,14 @@ def first_and_total(Y: np.ndarray, n: int, D: int, second_order: bool, options: 
         options: ``num_resamples`` and ``conf_level``.
         seed: the analysis seed (:func:`analysis.sensitivity.analysis_seed`).
     """
-    from SALib.analyze.sobol import first_order, separate_output_values, total_order
-    from scipy.stats import norm
+    from analysis.sobol_estimators import analyze
 
     step = 2 * D + 2 if second_order else D + 2
-    y = Y[: n * step]
-    y = (y - y.mean()) / y.std()
-    A, B, AB, _ = separate_output_values(y, D, n, second_order)
-    r = np.random.default_rng(seed).integers(n, size=(n, options["num_resamples"]))
-    z = norm.ppf(0.5 + options["conf_level"] / 2)
-    flat = np.ptp(np.r_[A[r], B[r]]) == 0.0  # SALib reports intervals of 0 when no resample varies
-    out = {key: np.empty(D) for key in ("S1", "S1_conf", "ST", "ST_conf")}
-    for j in range(D):
-        out["S1"][j] = first_order(A, AB[:, j], B)
-        out["ST"][j] = total_order(A, AB[:, j], B)
-        out["S1_conf"][j] = 0.0 if flat else z * first_order(A[r], AB[r, j], B[r]).std(ddof=1)
-        out["ST_conf"][j] = 0.0 if flat else z * total_order(A[r], AB[r, j], B[r]).std(ddof=1)
-    return out
+    problem = {"names": [f"x{j}" for j in range(D)]}
+    res = analyze(
+        problem, Y[: n * step], second_order, options["num_resamples"], options["conf_level"], seed, pairs=False
+    )
+    return {key: np.asarray(res[key]) for key in ("S1", "S1_conf", "ST", "ST_conf")}
 
 
 def convergence(manifest: dict[str, Any], outputs: pd.DataFrame, table: pd.DataFrame | None = None) -> pd.DataFrame:

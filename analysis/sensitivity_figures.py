@@ -281,22 +281,19 @@ def draw(figure: Figure, out: Path) -> list[Path]:
 PARALLEL_FROM = 12  # figures from which drawing them in worker processes pays for the workers' start
 
 
-def render(figures: list[Figure], out: Path, workers: int = 1) -> list[Path]:
-    """Draw every figure into ``out``, in up to ``workers`` processes when there are many; return the paths.
+def render(figures: list[Figure], out: Path, pool=None) -> list[Path]:
+    """Draw every figure into ``out``, on ``pool``'s workers when there are many; return the paths.
 
     Drawing and writing a figure costs about half a second, most of it in matplotlib's renderers, so a
-    Sobol sweep's 30-odd figures are worth drawing on several cores (at most 4 processes, started with
-    spawn as the sweep's workers are; like them, a script that asks for more than one must guard its
-    entry point with ``if __name__ == "__main__":``). The files are the same bytes whichever process
-    writes them.
+    Sobol sweep's 20-odd figures are worth drawing on several cores. ``pool`` is an entered executor
+    of :mod:`experiments.executors` (None: this process). The files are the same bytes whichever
+    process writes them.
     """
-    workers = min(workers, 4, len(figures))
-    if workers < 2 or len(figures) < PARALLEL_FROM:
+    if pool is None or len(figures) < PARALLEL_FROM:
         return [path for figure in figures for path in draw(figure, out)]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from itertools import repeat
+    from functools import partial
+
+    from experiments.executors import ordered_map
 
     out.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return [path for paths in pool.map(draw, figures, repeat(out)) for path in paths]
+    return [path for paths in ordered_map(pool, partial(draw, out=out), figures) for path in paths]

@@ -176,6 +176,21 @@ class ProcessExecutor:
             raise WorkerDied(str(err)) from err
 
 
+def _indexed(task: tuple[int, Callable, Any]) -> tuple[int, Any]:
+    index, fn, item = task
+    return index, fn(item)
+
+
+def ordered_map(pool, fn: Callable, items: Iterable) -> list[Any]:
+    """``[fn(item) for item in items]`` on an entered executor's workers, in the items' order.
+
+    For work after a sweep's chunks (the analysis of each output, its figures) on the pool that ran
+    them, whose workers are already started and have the model's modules loaded.
+    """
+    results = dict(pool.imap_unordered(_indexed, ((i, fn, item) for i, item in enumerate(items))))
+    return [results[i] for i in range(len(results))]
+
+
 def exit_with_parent(parent: int) -> None:
     """Pool initializer: end this worker once ``parent`` is gone.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from experiments import sampling, store
 from experiments.chunk import ChunkTask, Evaluator, run_chunk
-from experiments.executors import WORKER_TIMEOUT, available_cores, make_executor
+from experiments.executors import WORKER_TIMEOUT, ProcessExecutor, available_cores, make_executor
 from experiments.outputs import metric_table
 from experiments.resume import open_store
 from experiments.spec import ExperimentSpec
@@ -65,7 +66,7 @@ def chunk_tasks(
         )
 
 
-def _run_chunks(spec, sample, out, todo, manifest, evaluator, session, progress, executor_args) -> None:
+def _run_chunks(spec, sample, out, todo, manifest, evaluator, session, progress, pool) -> None:
     """Run the chunks in ``todo`` on the executor, writing each (and its checksum in the manifest) as it finishes."""
     n_sets, n_chunks = len(sample), manifest["n_chunks"]
     runs_done = (n_sets - sum(min(spec.chunk_size, n_sets - i * spec.chunk_size) for i in todo)) * spec.replicates
@@ -79,7 +80,7 @@ def _run_chunks(spec, sample, out, todo, manifest, evaluator, session, progress,
         dynamic_ncols=True,
     )
     digest = manifest["spec_hash"]
-    with bar, make_executor(*executor_args) as pool:
+    with bar:
         try:
             for index, columns, curves in pool.imap_unordered(run_chunk, chunk_tasks(spec, sample, todo, evaluator)):
                 frame = pd.DataFrame(columns)
@@ -205,32 +206,25 @@ def run_experiment(
         session = _start_session(manifest, executor)
         store.write_json(manifest, out / store.MANIFEST)
         started = time.perf_counter()
-        try:
-            if todo:
-                _run_chunks(
-                    spec,
-                    sample,
-                    out,
-                    todo,
-                    manifest,
-                    evaluator,
-                    session,
-                    progress,
-                    (executor, workers, scheduler, worker_timeout),
-                )
-        except BaseException:
-            session["interrupted"] = True
+        with ExitStack() as stack:  # a local pool stays open for the analysis: its workers are started
+            pool = stack.enter_context(make_executor(executor, workers, scheduler, worker_timeout)) if todo else None
             try:
-                _record(out, manifest, session, time.perf_counter() - started)
-            except OSError:  # the disk that failed a chunk may fail this too; the chunks are what matters
-                pass
-            raise
-        _record(out, manifest, session, time.perf_counter() - started)
-        if analyse and manifest["complete"]:
-            from analysis.sensitivity import analyse_dir
+                if todo:
+                    _run_chunks(spec, sample, out, todo, manifest, evaluator, session, progress, pool)
+            except BaseException:
+                session["interrupted"] = True
+                try:
+                    _record(out, manifest, session, time.perf_counter() - started)
+                except OSError:  # the disk that failed a chunk may fail this too; the chunks are what matters
+                    pass
+                raise
+            _record(out, manifest, session, time.perf_counter() - started)
+            if analyse and manifest["complete"]:
+                from analysis.sensitivity import analyse_dir
 
-            started = time.perf_counter()
-            analyse_dir(out, workers=1 if executor == "serial" else workers or available_cores())
-            session["analysis_seconds"] = round(time.perf_counter() - started, 3)
-            store.write_json(manifest, out / store.MANIFEST)
+                started = time.perf_counter()
+                local = pool if isinstance(pool, ProcessExecutor) else None  # a Dask cluster's disks may not be ours
+                analyse_dir(out, workers=1 if executor == "serial" else workers or available_cores(), pool=local)
+                session["analysis_seconds"] = round(time.perf_counter() - started, 3)
+                store.write_json(manifest, out / store.MANIFEST)
     return manifest
