@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import multiprocessing
 import os
 import platform
@@ -117,10 +118,10 @@ def bench_batch(n_sets: int = 2_000, n_clients: int = 200, processes: int = 2) -
 
 
 class PeakMemory:
-    """Peak resident memory of this process and all its descendants together, sampled every 20 ms."""
+    """Peak resident memory of this process (unless ``include_self`` is False) and all its descendants."""
 
-    def __init__(self, interval: float = 0.02):
-        self.interval, self.peak = interval, 0
+    def __init__(self, interval: float = 0.02, include_self: bool = True):
+        self.interval, self.peak, self.include_self = interval, 0, include_self
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -128,7 +129,7 @@ class PeakMemory:
         me = psutil.Process()
         while not self._stop.is_set():
             total = 0
-            for proc in [me, *me.children(recursive=True)]:
+            for proc in [me] * self.include_self + me.children(recursive=True):
                 try:
                     total += proc.memory_info().rss
                 except psutil.Error:  # a worker that exited between listing and reading
@@ -154,29 +155,42 @@ def sweep_client_sessions(spec) -> int:
     return len(sample(spec)) * spec.replicates * spec.clients * weeks
 
 
+_SWEEP = """
+import dataclasses, json, sys, tempfile, time
+from pathlib import Path
+from experiments.runner import run_experiment
+from experiments.spec import load_spec
+from sim.memory import keep_freed_memory
+
+keep_freed_memory()
+spec = dataclasses.replace(load_spec("sobol_dropout"), N=int(sys.argv[1]))
+with tempfile.TemporaryDirectory() as out:
+    start = time.perf_counter()
+    manifest = run_experiment(spec, Path(out), "processes", workers=int(sys.argv[2]), progress=False)
+    seconds = time.perf_counter() - start
+analysis = manifest["sessions"][-1]["analysis_seconds"]
+print(json.dumps({"runs": manifest["runs"], "seconds": seconds, "analysis_s": analysis}))
+"""
+
+
 def bench_sweep(n: int, workers: int = 2) -> dict[str, float]:
     """Run experiments/sobol_dropout.toml (its shipped replicates) at base sample size ``n`` on ``workers`` processes.
 
-    Returns the runs, client-sessions, the wall time (sampling, runs, chunk files, then indices with
-    bootstrap intervals, convergence and figures), the analysis's share of it, and the peak memory of
-    all processes together.
+    The sweep runs in a fresh Python process, as ``python -m experiments run`` does, so its memory is
+    the study's own (not this benchmark's). Returns the runs, client-sessions, the wall time from
+    the sample to the last figure (sampling, runs, chunk files, then indices with bootstrap
+    intervals, convergence and figures; the interpreter's start and imports not included), the
+    analysis's share of it, and the peak memory of that process and its workers together.
     """
-    from experiments.runner import run_experiment
     from experiments.spec import load_spec
 
     spec = dataclasses.replace(load_spec("sobol_dropout"), N=n)
-    with tempfile.TemporaryDirectory() as out, PeakMemory() as memory:
-        start = time.perf_counter()
-        manifest = run_experiment(spec, Path(out), "processes", workers=workers, progress=False)
-        total = time.perf_counter() - start
-    analysis = manifest["sessions"][-1]["analysis_seconds"]
-    return {
-        "runs": manifest["runs"],
-        "client_sessions": sweep_client_sessions(spec),
-        "seconds": total,
-        "analysis_s": analysis,
-        "peak_gb": memory.peak / 1e9,
-    }
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-c", _SWEEP, str(n), str(workers)]
+    with PeakMemory(include_self=False) as memory:
+        done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=True)
+    figures = json.loads(done.stdout.splitlines()[-1])
+    return {**figures, "client_sessions": sweep_client_sessions(spec), "peak_gb": memory.peak / 1e9}
 
 
 def bench_startup(repeats: int = 3) -> float:
@@ -257,7 +271,9 @@ def main() -> int:
 
         from benchmarks.compare_batch_run import compare
 
-        r = compare()
+        # 512 sets x 2,000 clients: the reference model now simulates every follow-up week in Python
+        # too, so batch_run takes about 0.9 s of a core per run (2,048 sets took over 15 minutes).
+        r = compare(N=64)
         print(
             f"the same sweep ({r['n_sets']} sets x {r['n_clients']:,} clients) on 2 processes each: "
             f"mesa.batch_run with the per-agent reference model {r['batch_run_seconds']:.1f} s, "

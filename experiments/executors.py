@@ -177,6 +177,9 @@ class ProcessExecutor:
 
 
 def _indexed(task: tuple[int, Callable, Any]) -> tuple[int, Any]:
+    from sim.memory import release_freed_memory
+
+    release_freed_memory()  # what the worker kept from the sweep's chunks is of no use to this work
     index, fn, item = task
     return index, fn(item)
 

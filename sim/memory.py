@@ -32,3 +32,18 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl and other C libraries
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def release_freed_memory() -> bool:
+    """Hand the memory freed so far back to the operating system (glibc's ``malloc_trim``); return whether it ran.
+
+    For a worker that moves on from the engine's chunks to other work (a sweep's analysis and
+    figures): the chunks' kept memory would otherwise stay resident beside the new work's.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    return bool(trim(0))
