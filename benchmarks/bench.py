@@ -272,7 +272,7 @@ def main() -> int:
         from benchmarks.compare_batch_run import compare
 
         # 512 sets x 2,000 clients: the reference model now simulates every follow-up week in Python
-        # too, so batch_run takes about 0.9 s of a core per run (2,048 sets took over 15 minutes).
+        # too, so batch_run takes about 1.1 s of a core per run (2,048 sets took over 15 minutes).
         r = compare(N=64)
         print(
             f"the same sweep ({r['n_sets']} sets x {r['n_clients']:,} clients) on 2 processes each: "
