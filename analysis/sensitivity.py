@@ -429,7 +429,8 @@ def analyse_dir(
     manifest, sample, outputs_frame = load(out)
     stored = [c for c in outputs_frame.columns if c not in ("set", "replicate")]
     manifest = settings(manifest, stored, outputs, num_resamples, conf_level)
-    figures = len(manifest["spec"]["outputs"]) * (3 if manifest["method"] == "sobol" else 1)  # about
+    # The figures to expect: per output, Sobol draws its indices, S2 and convergence, other methods one.
+    figures = len(manifest["spec"]["outputs"]) * (3 if manifest["method"] == "sobol" else 1)
     with ExitStack() as stack:
         if pool is None and workers > 1 and figures >= PARALLEL_FROM:
             from experiments.executors import ProcessExecutor
