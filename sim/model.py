@@ -131,6 +131,11 @@ class TherapyModel(mesa.Model):
         if self.cohort.done:
             self.cohort.finish()
             self.running = False
+            # Mesa 3.3 keeps every model in a class-level counter of agent ids (mesa.Agent._ids), so a
+            # finished model, its agents and its cohort are never freed: memory grows with every run of
+            # a mesa.batch_run (mesa/mesa#3179, fixed after the last release for Python 3.11). Every
+            # agent of this model exists by now.
+            mesa.Agent._ids.pop(self, None)
         else:
             self.cohort.step()
         self.datacollector.collect(self)

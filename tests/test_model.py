@@ -199,3 +199,17 @@ def test_batch_run_replicates_are_independent_cohorts_and_iterations_repeat_one(
     assert len(distinct) == 3, "each replicate should be its own cohort"
     with pytest.raises(ScenarioError, match="replicate"):
         TherapyModel(n_clients=10, n_therapists=2, replicate=-1)
+
+
+def test_a_finished_model_and_its_agents_are_freed():
+    # Mesa 3.3 holds every model in mesa.Agent._ids; without the model letting go at its end, each
+    # run of a mesa.batch_run would keep its cohort and agents alive for the life of the process.
+    import gc
+    import weakref
+
+    model = TherapyModel("baseline", n_clients=N, n_therapists=K, seed=4)
+    model.run_model()
+    freed_model, freed_client = weakref.ref(model), weakref.ref(model.client_agents[0])
+    del model
+    gc.collect()
+    assert freed_model() is None and freed_client() is None, "a finished model should be garbage-collected"
