@@ -271,9 +271,9 @@ def main() -> int:
 
         from benchmarks.compare_batch_run import compare
 
-        # 512 sets x 2,000 clients: the reference model now simulates every follow-up week in Python
-        # too, so batch_run takes about 1.1 s of a core per run (2,048 sets took over 15 minutes).
-        r = compare(N=64)
+        # 2,048 sets x 2,000 clients: batch_run takes about 17 minutes of it (the reference model
+        # simulates every follow-up week in Python too); --quick leaves it out.
+        r = compare(N=256)
         print(
             f"the same sweep ({r['n_sets']} sets x {r['n_clients']:,} clients) on 2 processes each: "
             f"mesa.batch_run with the per-agent reference model {r['batch_run_seconds']:.1f} s, "
