@@ -19,31 +19,34 @@ MMAP_THRESHOLD = 32 * 2**20  # glibc's largest allowed value: bigger blocks stil
 TRIM_THRESHOLD = 512 * 2**20
 
 
+def _glibc(function: str):
+    """``function`` of glibc, or None off Linux or on another C library (musl and others)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL("libc.so.6"), function)
+    except (OSError, AttributeError):
+        return None
+
+
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds for this process; return whether it applied.
 
     A no-op (False) off Linux or on a C library other than glibc. Calling it again is harmless.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other C libraries
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def release_freed_memory() -> bool:
-    """Hand the memory freed so far back to the operating system (glibc's ``malloc_trim``); return whether it ran.
+    """Hand the memory freed so far back to the operating system (glibc's ``malloc_trim``).
+
+    Returns whether any was released (False as well off glibc).
 
     For a worker that moves on from the engine's chunks to other work (a sweep's analysis and
     figures): the chunks' kept memory would otherwise stay resident beside the new work's.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return False
-    return bool(trim(0))
+    trim = _glibc("malloc_trim")
+    return trim is not None and bool(trim(0))
