@@ -53,6 +53,8 @@ KEYS = {
 # estimate, which is undefined on a single value). Morris effects of a constant output are a
 # meaningful 0, so Morris is not among them.
 NEEDS_VARIANCE = ("sobol", "fast", "rbd_fast", "delta")
+# SALib methods whose indices read the sample's values, not only the outputs in the sample's order.
+READS_SAMPLE = ("morris", "rbd_fast", "delta")
 # SALib warnings about its own workings, not about the indices: delta merges sparse bins before
 # estimating (a notice per parameter, output and bootstrap), and FAST's caveat on its intervals comes
 # once per call; the analysis states that caveat once itself (FAST_NOTE).
@@ -346,8 +348,10 @@ def indices(
     units = [UNIT_PREFIX + n for n in names]
     if manifest["method"] in ("grid", "oat"):
         X = sample  # their indices read the design's own columns
-    else:
+    elif manifest["method"] in READS_SAMPLE:
         X = sample[units].to_numpy(dtype=float) if set(units) <= set(sample.columns) else None
+    else:  # Sobol and FAST read only the outputs: each task would carry (and copy) the sample for nothing
+        X = None
     tasks = [
         (manifest, X, name, *replicate_means(outputs, name, manifest["n_sets"])) for name in manifest["spec"]["outputs"]
     ]

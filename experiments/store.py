@@ -34,6 +34,8 @@ from typing import Any
 
 import pandas as pd
 
+from sim.memory import release_freed_memory
+
 MANIFEST = "manifest.json"
 SAMPLE = "sample.parquet"
 CHUNKS = "chunks"
@@ -180,9 +182,18 @@ def read_outputs(out: Path, folder: str = CHUNKS) -> pd.DataFrame:
     files = [chunk_path(out, i, folder) for i in sorted(done_chunks(out, folder))]
     if not files:
         return pd.DataFrame()
-    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # One table from all chunks, converted once: a third faster than a DataFrame per chunk concatenated.
+    frame = pa.concat_tables([pq.read_table(f) for f in files]).to_pandas()
     keys = ["set", "replicate", "session"] if folder == CURVES else ["set", "replicate"]
-    return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+    # The chunks' buffers are freed by now, but Arrow's allocator and glibc (sim/memory.py) keep them
+    # for reuse; the analysis that follows allocates little, so they go back to the system.
+    pa.default_memory_pool().release_unused()
+    release_freed_memory()
+    return frame
 
 
 def provenance() -> dict[str, Any]:

@@ -40,6 +40,16 @@ def test_equal_to_salib_on_a_noisy_output_with_many_factors():
     _assert_same(analyze(problem, Y, True, 300, 0.95, seed=7), sobol.analyze(problem, Y, True, 300, 0.95, seed=7))
 
 
+@pytest.mark.parametrize("resamples", [2, 65, 129, 1000])
+def test_equal_to_salib_whatever_the_resample_blocks(resamples):
+    """The bootstrap runs in blocks of resamples (65 and 129 leave an odd block); the intervals must not move."""
+    problem = {"num_vars": 4, "names": ["a", "b", "c", "d"], "bounds": [[0, 1]] * 4}
+    X = sobol_sample.sample(problem, 64, seed=9)
+    Y = X[:, 0] + X[:, 1] * X[:, 3] + np.random.default_rng(4).normal(0, 0.2, len(X))
+    ours = analyze(problem, Y, True, resamples, 0.95, seed=13)
+    _assert_same(ours, sobol.analyze(problem, Y, True, resamples, 0.95, seed=13))
+
+
 def test_pairs_false_gives_the_same_first_and_total_order():
     X = sobol_sample.sample(PROBLEM, 64, seed=3)
     Y = Ishigami.evaluate(X)
