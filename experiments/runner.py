@@ -20,7 +20,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -34,11 +33,6 @@ from sim.memory import keep_freed_memory
 from sim.run import batch_metrics
 
 
-def _python(value: Any) -> Any:
-    """Numpy scalars to Python ones, as the registry's values are."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def chunk_tasks(
     spec: ExperimentSpec, sample: pd.DataFrame, todo: list[int], evaluator: Evaluator
 ) -> Iterator[ChunkTask]:
@@ -48,7 +42,8 @@ def chunk_tasks(
     for index in todo:
         first = index * spec.chunk_size
         part = values.iloc[first : first + spec.chunk_size]
-        rows = tuple(tuple(_python(v) for v in row) for row in part.itertuples(index=False, name=None))
+        # Column by column: tolist() gives Python numbers (as the registry's values are) in one call.
+        rows = tuple(zip(*(part[name].tolist() for name in names), strict=True)) if names else ((),) * len(part)
         yield ChunkTask(
             index,
             first,
