@@ -217,6 +217,7 @@ def run_experiment(
             if analyse and manifest["complete"]:
                 from analysis.sensitivity import analyse_dir
 
+                del sample  # the analysis reads the stored sample: this copy would be N x factors held twice
                 started = time.perf_counter()
                 local = pool if isinstance(pool, ProcessExecutor) else None  # a Dask cluster's disks may not be ours
                 analyse_dir(out, workers=1 if executor == "serial" else workers or available_cores(), pool=local)
