@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.memory import release_freed_memory
+
 UNIT_PREFIX = "u:"
 # Index columns of each SALib method, one value per parameter.
 KEYS = {
@@ -467,6 +469,7 @@ def _analyse(out: Path, manifest: dict, sample: pd.DataFrame, outputs_frame: pd.
     else:
         _write_csv(converged, out / "convergence.csv")
     curves = store.read_outputs(out, store.CURVES) if (out / store.CURVES).is_dir() else None
+    release_freed_memory()  # the convergence's bootstraps are done: what they kept goes back while the figures draw
     paths = render(figure_list(manifest, sample, outputs_frame, table, curves, converged), out / "figures", pool)
     removed = _remove_stale(out / "figures", paths)
     noise = {

@@ -5,6 +5,7 @@ beside its goal (issue 15) with the ratio. Client-sessions are clients x weekly 
 
     python benchmarks/bench.py            # every goal: engine, start-up, Sobol study, memory, batch_run
     python benchmarks/bench.py --quick    # engine and start-up only
+    python benchmarks/bench.py --no-batch-run   # every goal but the 17-minute mesa.batch_run comparison
 """
 
 from __future__ import annotations
@@ -231,6 +232,9 @@ def _goal(name: str, value: str, ok: bool, ratio: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="engine and start-up only: no sweeps, no batch_run")
+    parser.add_argument(
+        "--no-batch-run", action="store_true", help="every goal but the comparison with mesa.batch_run (17 minutes)"
+    )
     args = parser.parse_args()
     keep_freed_memory()  # as every entry point does (sim/memory.py)
     machine = platform.processor() or platform.machine()
@@ -301,10 +305,11 @@ def main() -> int:
             f"{spread:+.1%}",
         )
 
+    if not (args.quick or args.no_batch_run):
         from benchmarks.compare_batch_run import compare
 
         # 2,048 sets x 2,000 clients: batch_run takes about 17 minutes of it (the reference model
-        # simulates every follow-up week in Python too); --quick leaves it out.
+        # simulates every follow-up week in Python too); --quick and --no-batch-run leave it out.
         r = compare(N=256)
         print(
             f"the same sweep ({r['n_sets']} sets x {r['n_clients']:,} clients) on 2 processes each: "

@@ -181,7 +181,10 @@ def _indexed(task: tuple[int, Callable, Any]) -> tuple[int, Any]:
 
     release_freed_memory()  # what the worker kept from the sweep's chunks is of no use to this work
     index, fn, item = task
-    return index, fn(item)
+    try:
+        return index, fn(item)
+    finally:  # nor what this task kept (a bootstrap's arrays, a figure's buffers) to whatever comes next
+        release_freed_memory()
 
 
 def ordered_map(pool, fn: Callable, items: Iterable) -> list[Any]:
