@@ -57,6 +57,7 @@ from typing import Any
 
 import mesa
 
+from sim.mesa_compat import let_go_of_finished
 from sim.parameters import resolve
 
 # Constants restated from sim.dynamics, sim.outcomes, sim.population, sim.reasons, sim.expected and
@@ -929,10 +930,7 @@ class ReferenceTherapyModel(mesa.Model):
         for name, value in self.metrics.items():
             setattr(self, MODEL_METRICS[name], value)
         self.running = False
-        # Mesa 3.3 keeps every model in a class-level counter of agent ids (mesa.Agent._ids), so a
-        # finished model and its agents are never freed: 8 MB a run, gigabytes in a batch_run
-        # (mesa/mesa#3179, fixed after the last release for Python 3.11). Its agents are all made.
-        mesa.Agent._ids.pop(self, None)
+        let_go_of_finished(self)  # its agents are all made
 
     def outcomes(self) -> list[dict[str, Any]]:
         """Per-client outcomes (after :meth:`finish`), in client index order."""

@@ -12,6 +12,7 @@ the largest working set (docs/performance.md). Entry points and worker processes
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
@@ -19,6 +20,7 @@ MMAP_THRESHOLD = 32 * 2**20  # glibc's largest allowed value: bigger blocks stil
 TRIM_THRESHOLD = 512 * 2**20
 
 
+@functools.cache  # every chunk and every post-sweep task asks: look it up once per process
 def _glibc(function: str):
     """``function`` of glibc, or None off Linux or on another C library (musl and others)."""
     if not sys.platform.startswith("linux"):
@@ -45,8 +47,10 @@ def release_freed_memory() -> bool:
 
     Returns whether any was released (False as well off glibc).
 
-    For a worker that moves on from the engine's chunks to other work (a sweep's analysis and
-    figures): the chunks' kept memory would otherwise stay resident beside the new work's.
+    For a process that moves on from work that allocates the same large arrays again and again to
+    other work (a sweep's workers from the chunks to the analysis and figures, the main process from
+    reading the chunks to drawing): what :func:`keep_freed_memory` kept would otherwise stay
+    resident beside the new work's.
     """
     trim = _glibc("malloc_trim")
     return trim is not None and bool(trim(0))

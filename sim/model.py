@@ -8,6 +8,7 @@ import numpy as np
 
 from sim.agents import Client, Therapist
 from sim.engine import Cohort
+from sim.mesa_compat import let_go_of_finished
 from sim.outcomes import cohort_metrics
 from sim.run import client_outcomes
 from sim.scenario import Scenario, ScenarioError, load_scenario
@@ -131,11 +132,7 @@ class TherapyModel(mesa.Model):
         if self.cohort.done:
             self.cohort.finish()
             self.running = False
-            # Mesa 3.3 keeps every model in a class-level counter of agent ids (mesa.Agent._ids), so a
-            # finished model, its agents and its cohort are never freed: memory grows with every run of
-            # a mesa.batch_run (mesa/mesa#3179, fixed after the last release for Python 3.11). Every
-            # agent of this model exists by now.
-            mesa.Agent._ids.pop(self, None)
+            let_go_of_finished(self)  # every agent of this model exists by now
         else:
             self.cohort.step()
         self.datacollector.collect(self)
