@@ -14,7 +14,7 @@ PROBLEM = {"num_vars": 3, "names": ["x1", "x2", "x3"], "bounds": [[-np.pi, np.pi
 
 
 def _assert_same(ours: dict, theirs: dict) -> None:
-    assert set(ours) == {k for k in theirs if k in ours}
+    assert set(ours) == {k for k in theirs if k in ours}, f"keys {sorted(ours)} should all be among SALib's"
     for key, value in ours.items():
         assert np.array_equal(value, np.asarray(theirs[key]), equal_nan=True), f"{key} differs from SALib's"
 
@@ -54,9 +54,9 @@ def test_pairs_false_gives_the_same_first_and_total_order():
     X = sobol_sample.sample(PROBLEM, 64, seed=3)
     Y = Ishigami.evaluate(X)
     full, short = analyze(PROBLEM, Y, seed=4), analyze(PROBLEM, Y, seed=4, pairs=False)
-    assert "S2" not in short
+    assert "S2" not in short, "pairs=False should leave S2 out"
     for key in ("S1", "S1_conf", "ST", "ST_conf"):
-        assert np.array_equal(full[key], short[key])
+        assert np.array_equal(full[key], short[key]), f"{key} should not depend on whether S2 is estimated"
 
 
 def test_a_constant_output_is_left_to_salib():
