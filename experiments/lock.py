@@ -17,6 +17,7 @@ import fcntl
 import os
 import socket
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,10 +55,11 @@ class DirectoryLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
-            holder = _read(fd)
-            os.close(fd)
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
                 raise
+            holder = _holder_of(fd)
+            os.close(fd)
             raise LockError(
                 f"{self.directory} is in use by another {holder or 'process'}; one process at a time may write "
                 f"a results directory, so this {what} is refused rather than mixed in. Wait for the other to "
@@ -87,6 +89,18 @@ def _holder(what: str) -> str:
     command = " ".join(["python", *sys.argv]) if sys.argv and sys.argv[0] else "python"
     since = datetime.now(UTC).isoformat(timespec="seconds")
     return f"{what} (pid {os.getpid()} on {socket.gethostname()}, started {since}: {command[:200]})"
+
+
+def _holder_of(fd: int, wait: float = 0.2) -> str:
+    """The holder's description, waiting up to ``wait`` seconds for it.
+
+    The holder writes it just after taking the lock, so a process refused in that instant would
+    otherwise find the file empty and could not say who holds the directory.
+    """
+    deadline = time.monotonic() + wait
+    while not (holder := _read(fd)) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    return holder
 
 
 def _read(fd: int) -> str:

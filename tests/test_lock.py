@@ -107,6 +107,35 @@ def test_analysis_is_refused_while_a_run_holds_the_directory(tmp_path, capsys):
         holder.wait()
 
 
+# A holder caught between taking the lock and writing who it is (the lock's own order, slowed down).
+SLOW_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(0.05)
+os.write(fd, f"run (pid {os.getpid()})".encode())
+time.sleep(600)
+"""
+
+
+def test_a_refusal_names_a_holder_that_has_only_just_taken_the_lock(tmp_path):
+    """Two sweeps started together: the loser must still say who holds the directory."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_HOLDER, str(tmp_path / LOCK)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(LockError) as refused:
+            DirectoryLock(tmp_path).acquire()
+        assert f"in use by another run (pid {proc.pid})" in str(refused.value), (
+            f"the refusal should name the holder once it has written itself: {refused.value}"
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def _start_at(gate: Path, spec: Path, out: Path) -> subprocess.Popen:
     """A sweep that waits for ``gate`` to exist, so two start at the same moment."""
     script = (
