@@ -1,7 +1,5 @@
 """``python -m experiments run SPEC [--executor ...] [--out DIR] [--extend N] [--format csv]``, ``export DIR --csv``."""
 
-import sys
+from sim.process import run_command
 
-from experiments.cli import main
-
-sys.exit(main())
+run_command("experiments.cli")

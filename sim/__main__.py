@@ -1,5 +1,5 @@
-import sys
+"""``python -m sim``: the command line (sim/cli.py)."""
 
-from sim.cli import main
+from sim.process import run_command
 
-sys.exit(main())
+run_command("sim.cli")
