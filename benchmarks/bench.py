@@ -169,9 +169,11 @@ def sweep_client_sessions(spec) -> int:
 _SWEEP = """
 import dataclasses, json, sys, tempfile, time
 from pathlib import Path
-from experiments.runner import run_experiment
-from experiments.spec import load_spec
-from sim.memory import keep_freed_memory
+from sim.process import modules_loading
+with modules_loading():  # as `python -m experiments` loads them
+    from experiments.runner import run_experiment
+    from experiments.spec import load_spec
+    from sim.memory import keep_freed_memory
 
 keep_freed_memory()
 spec = dataclasses.replace(load_spec("sobol_dropout"), N=int(sys.argv[1]))

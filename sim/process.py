@@ -16,17 +16,26 @@ from __future__ import annotations
 import gc
 import importlib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
+
+
+@contextmanager
+def modules_loading() -> Iterator[None]:
+    """Import a command's modules inside: the collector pauses, and what they made is frozen after."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def run_command(module: str) -> NoReturn:
     """Import ``module``, call its ``main()`` and exit with the status it returns."""
-    gc.disable()
-    try:
+    with modules_loading():
         main = importlib.import_module(module).main
-    finally:
-        gc.freeze()
-        gc.enable()
     status = main()
     gc.freeze()  # the exit's last collections would walk everything the command made and kept
     sys.exit(status)
