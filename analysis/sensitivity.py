@@ -434,6 +434,8 @@ def analyse_dir(
     out = Path(out)
     manifest, sample, outputs_frame = load(out)
     stored = [c for c in outputs_frame.columns if c not in ("set", "replicate")]
+    run = [sample, outputs_frame]  # handed over, not kept here: the analysis lets go of them before the figures
+    del sample, outputs_frame
     manifest = settings(manifest, stored, outputs, num_resamples, conf_level)
     # The figures to expect: per output, Sobol draws its indices, S2 and convergence, other methods one.
     figures = len(manifest["spec"]["outputs"]) * (3 if manifest["method"] == "sobol" else 1)
@@ -442,17 +444,24 @@ def analyse_dir(
             from experiments.executors import ProcessExecutor
 
             pool = stack.enter_context(ProcessExecutor(min(workers, 4)))
-        return _analyse(out, manifest, sample, outputs_frame, pool)
+        return _analyse(out, manifest, run, pool)
 
 
-def _analyse(out: Path, manifest: dict, sample: pd.DataFrame, outputs_frame: pd.DataFrame, pool) -> dict[str, Any]:
-    """:func:`analyse_dir` once the run is read and the pool (or None: this process) chosen."""
+def _analyse(out: Path, manifest: dict, run: list[pd.DataFrame], pool) -> dict[str, Any]:
+    """:func:`analyse_dir` once the run (``[sample, outputs]``, emptied here) is read and the pool chosen.
+
+    The run's sample and outputs are let go of once the figures' data is taken from them: the
+    figures are the analysis's peak of memory, and the sample and outputs are what grows with N
+    (45 MB at N = 4096 for the shipped study).
+    """
     from analysis.sensitivity_checks import degenerate_worlds, estimation_notes, noise_notes
     from analysis.sensitivity_convergence import convergence, unsettled
     from analysis.sensitivity_figures import figure_list, render
     from experiments import store
 
     spec, options = manifest["spec"], manifest["spec"]["options"]
+    sample, outputs_frame = run
+    run.clear()
     messages: list[str] = []
     table = indices(manifest, sample, outputs_frame, messages, pool)
     messages += noise_notes(table)
@@ -469,8 +478,10 @@ def _analyse(out: Path, manifest: dict, sample: pd.DataFrame, outputs_frame: pd.
     else:
         _write_csv(converged, out / "convergence.csv")
     curves = store.read_outputs(out, store.CURVES) if (out / store.CURVES).is_dir() else None
-    release_freed_memory()  # the convergence's bootstraps are done: what they kept goes back while the figures draw
-    paths = render(figure_list(manifest, sample, outputs_frame, table, curves, converged), out / "figures", pool)
+    figures = figure_list(manifest, sample, outputs_frame, table, curves, converged)
+    del sample, outputs_frame
+    release_freed_memory()  # the run and what the convergence's bootstraps kept go back while the figures draw
+    paths = render(figures, out / "figures", pool)
     removed = _remove_stale(out / "figures", paths)
     noise = {
         name: {key: _plain(rows[key].iloc[0]) for key in ("noise_share", "replicate_sd", "replicates")}

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
+import weakref
 
 import numpy as np
 import pandas as pd
 import pytest
 from SALib.test_functions import Ishigami
 
+from analysis import sensitivity, sensitivity_figures
 from analysis.__main__ import main as analysis_main
 from analysis.sensitivity import FAST_NOTE, analysis_seed, replicate_means
 from experiments import ExperimentSpec, Factor, run_experiment
@@ -304,3 +307,26 @@ def test_the_audits_repair_share_case_on_the_real_engine(tmp_path, capsys):
     table = pd.read_csv(out / "indices.csv")
     assert table.loc[table["output"] == "repair_share", "mu_star"].isna().all()
     assert analysis_main(["sensitivity", str(out)]) == 0, "the analysis command gives the same"
+
+
+def test_the_runs_tables_are_let_go_of_before_the_figures_draw(tmp_path, monkeypatch):
+    """The figures are the analysis's peak of memory; the sample and outputs, which grow with N, are gone by then."""
+    spec = spec_for("sobol", 64, PI_FACTORS, {"num_resamples": 20})
+    run_experiment(spec, tmp_path / spec.name, "serial", evaluator=ishigami, progress=False, analyse=False)
+    read, tables, alive = sensitivity.load, [], []
+
+    def load(out):
+        manifest, sample, outputs = read(out)
+        tables.extend(weakref.ref(t) for t in (sample, outputs))
+        return manifest, sample, outputs
+
+    def render(figures, out, pool=None):
+        gc.collect()
+        alive.extend(t() is not None for t in tables)
+        return draw(figures, out, pool)
+
+    draw = sensitivity_figures.render
+    monkeypatch.setattr(sensitivity, "load", load)
+    monkeypatch.setattr(sensitivity_figures, "render", render)
+    sensitivity.analyse_dir(tmp_path / spec.name)
+    assert alive == [False, False], "the sample and the outputs should be freed before the figures are drawn"
