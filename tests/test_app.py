@@ -460,7 +460,9 @@ def test_app_in_headless_chromium_at_projector_size(app_server, tmp_path):
 
             # Play to the end: the week, the status and the buttons agree.
             page.get_by_role("button", name="▶ Play").click()
-            page.get_by_text("every course has ended").wait_for(timeout=120_000)
+            # What is checked is where Play ends, not how fast: 16 weeks of six redrawn charts took over
+            # 120 s once, on a 2-core machine busy with the rest of the suite.
+            page.get_by_text("every course has ended").wait_for(timeout=300_000)
             status = page.get_by_text("every course has ended").inner_text()
             assert status.startswith("Week 20 of 20") or status.startswith("Week 19 of 20"), status
             play = page.get_by_role("button", name="▶ Play")
