@@ -121,6 +121,11 @@ def shapley_shares(base, terms, out):
     zero), each divided by ``p``. Returns the background share ``expit(base) / p``; with the
     shares in ``out`` it sums to one.
 
+    This runs at every dropout, over up to 2^7 coalitions: a coalition's log-odds is its largest
+    member's term added to the coalition without it (the same additions, in the same order, as
+    summing its members from the first), and its size is that one's plus one, so each coalition
+    costs one addition and one exponential.
+
     Args:
         base: log-odds with no risk factor.
         terms: non-negative log-odds terms, shape (n,), n <= 16.
@@ -138,15 +143,19 @@ def shapley_shares(base, terms, out):
             m += 1
     p = _expit(total)
     size = 1 << m
-    value = np.empty(size)
-    for mask in range(size):
-        x = base
-        for a in range(m):
-            if (mask >> a) & 1:
-                x += terms[present[a]]
-        value[mask] = _expit(x)
+    work = np.empty(2 * size + max(m, 1))
+    log_odds, value, weight = work[:size], work[size : 2 * size], work[2 * size :]
+    members = np.empty(size, np.int64)
+    log_odds[0], value[0], members[0] = base, _expit(base), 0
+    largest = -1
+    for mask in range(1, size):
+        if mask & (mask - 1) == 0:  # a power of two: the coalitions from here on have a new largest member
+            largest += 1
+        rest = mask ^ (1 << largest)
+        log_odds[mask] = log_odds[rest] + terms[present[largest]]
+        members[mask] = members[rest] + 1
+        value[mask] = _expit(log_odds[mask])
     # weight of a coalition of s others: s! (m - s - 1)! / m!
-    weight = np.empty(max(m, 1))
     for s in range(m):
         w = 1.0 / m
         for q in range(1, s + 1):
@@ -158,12 +167,7 @@ def shapley_shares(base, terms, out):
         for mask in range(size):
             if mask & bit:
                 continue
-            s = 0
-            rest = mask
-            while rest:
-                s += rest & 1
-                rest >>= 1
-            phi += weight[s] * (value[mask | bit] - value[mask])
+            phi += weight[members[mask]] * (value[mask | bit] - value[mask])
         out[present[a]] = phi / p
     return value[0] / p
 
