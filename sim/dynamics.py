@@ -30,11 +30,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
 from sim import reasons
 from sim.dyads import Dyads, State
 from sim.expected import CURVE
+from sim.jit import kernel
 from sim.reasons import miss_shares_exp, shapley_shares
 
 # Event flags, one bit each, as stored in the per-week event record.
@@ -60,7 +60,7 @@ def wai_sr(bond, goal, task):
     return 12.0 + 16.0 * (bond + goal + task)
 
 
-_wai_sr = njit(cache=True)(wai_sr)  # the same formula, callable inside the kernel
+_wai_sr = kernel()(wai_sr)  # the same formula, callable inside the kernel
 
 
 class WeekParams(NamedTuple):
@@ -194,12 +194,12 @@ def course(first: int, last: int, p: WeekParams, d: Dyads, s: State, r: Draws) -
     _advance(first, last, p, d, s, r, events, np.zeros(s.bond.shape, dtype=np.int8), EXPECTED_DECAY)
 
 
-@njit(cache=True)
+@kernel()
 def _clip01(x):
     return min(max(x, 0.0), 1.0)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  # noqa: C901, PLR0915 (one pass over a dyad's weeks, in order)
     """Weeks ``first`` to ``last`` of every dyad, in place; events of the last week simulated.
 
@@ -536,7 +536,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
             rupture_cause[k, i] = cause
 
 
-@njit(cache=True)
+@kernel()
 def _attribute(base, terms, term_shares, c0, c1, c2, c3, out):
     """Split a dropout's chance of leaving over its reasons; returns the main reason (DROPOUT_CAUSES).
 
@@ -565,7 +565,7 @@ def _attribute(base, terms, term_shares, c0, c1, c2, c3, out):
     return best + 1
 
 
-@njit(cache=True)
+@kernel()
 def _rupture_cause(anxiety, avoidance, culture, abandonment):
     """What a rupture is attributed to (index into RUPTURE_CAUSES), from its relative risks.
 

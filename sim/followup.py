@@ -15,9 +15,9 @@ client who ended below caseness first scores at caseness again is recorded.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from sim.dynamics import CASENESS
+from sim.jit import kernel
 
 ASSESSMENT_WEEKS = 4  # the PHQ-9 every four weeks of the follow-up (monthly monitoring)
 YEAR = 52  # relapse_rate is the chance of relapsing within a year
@@ -112,7 +112,7 @@ def _by_client(draws):
     return np.ascontiguousarray(draws.T)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _follow(  # noqa: PLR0913 (the kernel's inputs, each an array)
     weeks,
     remission,

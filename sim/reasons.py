@@ -26,7 +26,8 @@ Balaguer & Saldana (2007), J. Clin. Psychol. 63(6), 585-592, doi:10.1002/jclp.20
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from sim.jit import kernel
 
 REASONS = (
     "weak_alliance",
@@ -108,12 +109,12 @@ def category_shares(shares: np.ndarray) -> np.ndarray:
     return np.stack([shares[..., index == c].sum(axis=-1) for c in range(len(CATEGORIES))], axis=-1)
 
 
-@njit(cache=True)
+@kernel()
 def _expit(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-@njit(cache=True)
+@kernel()
 def shapley_shares(base, terms, out):
     """Shares of ``p = expit(base + sum(terms))`` due to each term, written to ``out``.
 
@@ -172,7 +173,7 @@ def shapley_shares(base, terms, out):
     return value[0] / p
 
 
-@njit(cache=True)
+@kernel()
 def miss_shares(odds_attend, x0, x1, x2):
     """Shares of a missed session's chance of being missed due to three log-odds terms.
 
@@ -183,7 +184,7 @@ def miss_shares(odds_attend, x0, x1, x2):
     return miss_shares_exp(odds_attend, np.exp(-x0), np.exp(-x1), np.exp(-x2))
 
 
-@njit(cache=True)
+@kernel()
 def miss_shares_exp(odds_attend, e0, e1, e2):
     """:func:`miss_shares` from the terms' ``exp(-x)``, so a caller can keep those it already has.
 
