@@ -3,12 +3,11 @@
 A command imports some 200,000 Python objects (numpy, pandas, numba, matplotlib and their modules)
 that live exactly as long as the process. The cyclic garbage collector walks all of them at every
 full collection: while the modules load, again during the run, and once more when the interpreter
-exits. None of them is ever garbage, and those walks were a third of ``python -m sim run
+exits. None of them is ever garbage, and those walks were a fifth of ``python -m sim run
 baseline`` (0.7 of 3.2 s; docs/performance.md). So the collector is paused while the command's
 modules load, the survivors are moved out of its sight (:func:`gc.freeze`), and the same is done
 before exit. Garbage made while the command runs (a figure's artists, a model's agents) is
-collected as usual. Frozen objects are also left untouched in forked workers, whose pages then
-stay shared with the parent, which is what :func:`gc.freeze` was made for.
+collected as usual.
 """
 
 from __future__ import annotations
