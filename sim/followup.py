@@ -161,8 +161,13 @@ def _follow(  # noqa: PLR0913 (the kernel's inputs, each an array)
                 change = -rate * sev + sd * drift[i, t - 1]
                 if life[i, t - 1] < life_p:
                     change += jolt
-                if recovered and not relapsed:
-                    if relapse_u[i, t - 1] < 1.0 - np.exp(-h * fading[t]):
+                # A relapse when u < 1 - exp(-y). In floating point 1 - exp(-y) <= y + 1e-15 (exp(-y) >= 1 - y,
+                # and the two roundings add less than 3e-16), so a draw above y + 1e-15 is no relapse
+                # whatever the exponential: it is computed only for the draws that could be one, about
+                # one in a hundred, and every outcome is the one the exponential gives.
+                y, u = h * fading[t], relapse_u[i, t - 1]
+                if recovered and not relapsed and u <= y + 1e-15:
+                    if u < 1.0 - np.exp(-y):
                         relapsed, relapsed_at = True, t
                         change += size
                 sev = min(max(sev + change, 0.0), 27.0)
