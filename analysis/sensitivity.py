@@ -434,7 +434,7 @@ def analyse_dir(
     out = Path(out)
     manifest, sample, outputs_frame = load(out)
     stored = [c for c in outputs_frame.columns if c not in ("set", "replicate")]
-    run = [sample, outputs_frame]  # handed over, not kept here: the analysis lets go of them before the figures
+    run = [sample, outputs_frame]  # a list _analyse empties: no reference stays here while the figures draw
     del sample, outputs_frame
     manifest = settings(manifest, stored, outputs, num_resamples, conf_level)
     # The figures to expect: per output, Sobol draws its indices, S2 and convergence, other methods one.

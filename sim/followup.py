@@ -161,15 +161,9 @@ def _follow(  # noqa: PLR0913 (the kernel's inputs, each an array)
                 change = -rate * sev + sd * drift[i, t - 1]
                 if life[i, t - 1] < life_p:
                     change += jolt
-                # A relapse when u < 1 - exp(-y). In floating point 1 - exp(-y) <= y + 1e-15 (exp(-y) >= 1 - y,
-                # and the two roundings add less than 3e-16), so a draw above y + 1e-15 is no relapse
-                # whatever the exponential: it is computed only for the draws that could be one, about
-                # one in a hundred, and every outcome is the one the exponential gives.
-                y, u = h * fading[t], relapse_u[i, t - 1]
-                if recovered and not relapsed and u <= y + 1e-15:
-                    if u < 1.0 - np.exp(-y):
-                        relapsed, relapsed_at = True, t
-                        change += size
+                if recovered and not relapsed and _relapses(relapse_u[i, t - 1], h * fading[t]):
+                    relapsed, relapsed_at = True, t
+                    change += size
                 sev = min(max(sev + change, 0.0), 27.0)
                 if t % ASSESSMENT_WEEKS == 0 or t == horizon:
                     last = min(max(np.rint(sev + err * measure[i, t - 1]), 0.0), 27.0)
@@ -177,3 +171,15 @@ def _follow(  # noqa: PLR0913 (the kernel's inputs, each an array)
                         caseness_at = t
             severity[k, i], score[k, i] = sev, last
             relapse_week[k, i], caseness_week[k, i] = relapsed_at, caseness_at
+
+
+@kernel()
+def _relapses(u, y):
+    """Whether a uniform draw ``u`` is a relapse at weekly hazard ``y``: ``u < 1 - exp(-y)``.
+
+    In floating point 1 - exp(-y) <= y + 1e-15 (exp(-y) >= 1 - y, and the two roundings add less
+    than 3e-16), so a draw above y + 1e-15 is no relapse whatever the exponential: it is computed
+    only for the draws that could be one, about one in a hundred, and every outcome is the one the
+    exponential gives.
+    """
+    return u <= y + 1e-15 and u < 1.0 - np.exp(-y)

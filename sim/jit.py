@@ -22,7 +22,7 @@ import functools
 import hashlib
 from pathlib import Path
 
-from numba import njit
+from numba import config, njit
 from numba.core import caching
 
 _IMPL = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # the name before numba 0.68
@@ -34,8 +34,8 @@ KERNEL_MODULES = ("dynamics.py", "followup.py", "reasons.py")
 
 def fingerprint(folder: Path = HERE) -> bytes:
     """A digest of the kernel modules' contents in ``folder``."""
-    files = [folder / name for name in KERNEL_MODULES]
-    return _digest(tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    stats = [(folder / name, (folder / name).stat()) for name in KERNEL_MODULES]
+    return _digest(tuple((str(path), st.st_mtime_ns, st.st_size) for path, st in stats))
 
 
 @functools.cache  # keyed on the files' times and sizes, so an edit made while a process runs is seen
@@ -74,6 +74,10 @@ class KernelCacheLocator(caching._CacheLocator):
         path = Path(py_file).resolve()
         if path.parent != HERE or path.name not in KERNEL_MODULES:
             return None  # not ours: numba's own locators decide
+        try:
+            fingerprint()
+        except OSError:  # sources not on disk (a zip or a frozen application): numba's own locators decide
+            return None
         for other in _IMPL._locator_classes:
             inner = None if other is cls else other.from_function(py_func, py_file)
             if inner is not None:
@@ -86,5 +90,9 @@ if KernelCacheLocator not in _IMPL._locator_classes:
 
 
 def kernel(**options):
-    """``numba.njit(cache=True, **options)``, cached under the key of every kernel module (module docstring)."""
-    return njit(cache=True, **options)
+    """``numba.njit(cache=True, **options)``, cached under the key of every kernel module (module docstring).
+
+    With ``NUMBA_CACHE_LOCATOR_CLASSES`` set, numba consults only the locators it names, never this
+    one; the kernels are then compiled in every process rather than risk a stale cache.
+    """
+    return njit(cache=not getattr(config, "CACHE_LOCATOR_CLASSES", ""), **options)

@@ -8,10 +8,13 @@ from pathlib import Path
 REPO = Path(__file__).parents[1]
 
 COMMAND = """
+import atexit
 import gc
 import weakref
 
 FROZEN_AT_IMPORT = gc.get_freeze_count()  # the collector is paused while modules load: nothing frozen yet
+ENABLED_AT_IMPORT = gc.isenabled()
+KEPT = []
 
 
 class Node:
@@ -22,6 +25,10 @@ def main():
     print("enabled", gc.isenabled())
     print("frozen", gc.get_freeze_count())
     print("frozen at import", FROZEN_AT_IMPORT)
+    print("enabled at import", ENABLED_AT_IMPORT)
+    KEPT.extend(Node() for _ in range(5000))  # made and kept by the command
+    atexit.register(lambda: print("frozen at exit", gc.get_freeze_count() - frozen_in_main, flush=True))
+    frozen_in_main = gc.get_freeze_count()
     a, b = Node(), Node()
     a.other, b.other = b, a  # a cycle made while the command runs
     gone = weakref.ref(a)
@@ -49,4 +56,6 @@ def test_modules_are_frozen_and_the_collector_runs_for_the_command(tmp_path):
     assert lines["enabled"] == "True", "the collector must be running while the command runs"
     assert int(lines["frozen"]) > 1000, "the objects the imports made should be frozen out of the collector's walks"
     assert lines["frozen at import"] == "0", "nothing should be frozen before the command's modules have loaded"
+    assert lines["enabled at import"] == "False", "the collector should be paused while the modules load"
+    assert int(lines["frozen at exit"]) >= 5000, "what the command made and kept should be frozen before exit"
     assert lines["cycle collected"] == "True", "a reference cycle made during the command must still be collected"
