@@ -125,7 +125,7 @@ def test_a_refusal_names_a_holder_that_has_only_just_taken_the_lock(tmp_path):
         [sys.executable, "-c", SLOW_HOLDER, str(tmp_path / LOCK)], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert proc.stdout.readline().strip() == "locked"
+        assert proc.stdout.readline().strip() == "locked", "the holder should report that it holds the lock"
         with pytest.raises(LockError) as refused:
             DirectoryLock(tmp_path).acquire()
         assert f"in use by another run (pid {proc.pid})" in str(refused.value), (
