@@ -48,6 +48,9 @@ def save(fig, out: Path, stem: str) -> list[Path]:
     with plt.rc_context(REPRODUCIBLE_RC):  # a context, so other code's SVGs keep matplotlib's defaults
         for path in paths:
             fig.savefig(path, dpi=150, bbox_inches="tight", metadata=METADATA[path.suffix])
+            # The layout is done: the SVG keeps the PNG's, so both files show one geometry and the
+            # figure is laid out once (a constrained layout is a third of a PNG's time).
+            fig.set_layout_engine("none")
     plt.close(fig)
     return paths
 

@@ -60,3 +60,21 @@ def test_compare_and_vignette_figures_are_honest():
     assert shaded, "anxious_breaks' holiday is shaded"
     v = vignette("anxious_breaks", pick="dropout", clients=150, what_if={"therapist_consistency_mean": 0.9})
     _assert_honest(v.figure(), "vignette")
+
+
+def test_save_lays_out_once_and_repeats_its_bytes(routine, tmp_path):
+    """PNG and SVG share one constrained layout, and the same figure gives the same files."""
+    from analysis.figures import save
+
+    written = []
+    for attempt in ("first", "second"):
+        fig = summary_figure(routine.clients, routine.sessions, title="routine")
+        engine = fig.get_layout_engine()
+        calls = []
+        execute = engine.execute
+        engine.execute = lambda f, calls=calls, execute=execute: (calls.append(f), execute(f))
+        paths = save(fig, tmp_path / attempt, "summary")
+        assert len(calls) == 1, f"the layout ran {len(calls)} times for PNG and SVG: the SVG should keep the PNG's"
+        written.append([p.read_bytes() for p in paths])
+    assert [p.suffix for p in paths] == [".png", ".svg"]
+    assert written[0] == written[1], "the same figure saved twice gave different bytes"
