@@ -191,7 +191,6 @@ def read_outputs(out: Path, folder: str = CHUNKS) -> pd.DataFrame:
     frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
     # The chunks' buffers are freed by now, but Arrow's allocator and glibc (sim/memory.py) keep them
     # for reuse; the analysis that follows allocates little, so they go back to the system.
-    pa.default_memory_pool().release_unused()
     release_freed_memory()
     return frame
 

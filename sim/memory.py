@@ -43,14 +43,20 @@ def keep_freed_memory() -> bool:
 
 
 def release_freed_memory() -> bool:
-    """Hand the memory freed so far back to the operating system (glibc's ``malloc_trim``).
+    """Hand the memory freed so far back to the operating system: glibc's, and Arrow's when loaded.
 
-    Returns whether any was released (False as well off glibc).
+    Returns whether glibc's ``malloc_trim`` released any (False as well off glibc).
 
     For a process that moves on from work that allocates the same large arrays again and again to
     other work (a sweep's workers from the chunks to the analysis and figures, the main process from
     reading the chunks to drawing): what :func:`keep_freed_memory` kept would otherwise stay
-    resident beside the new work's.
+    resident beside the new work's. Arrow's allocator (mimalloc or jemalloc) keeps what it freed
+    too, and a table converted to pandas without a copy frees its buffers there, not to glibc, once
+    the frame goes: 46 MB at the figures of an N = 4096 Sobol study. pyarrow is asked only if
+    something imported it.
     """
+    arrow = sys.modules.get("pyarrow")
+    if arrow is not None:
+        arrow.default_memory_pool().release_unused()
     trim = _glibc("malloc_trim")
     return trim is not None and bool(trim(0))
