@@ -14,7 +14,7 @@ from pathlib import Path
 import sim
 
 UPPER = ("analysis", "experiments", "benchmarks")
-FACES = {"__main__", "cli", "app", "comparison", "vignette"}
+FACES = {"cli", "comparison", "vignette"}  # the app and `python -m sim` reach up only through cli
 
 
 def _imported(path: Path) -> set[str]:
