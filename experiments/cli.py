@@ -144,9 +144,19 @@ def analysis_notes(out: Path, manifest: dict) -> list[str]:
 
     lines = []
     history = manifest.get("extended") or []
-    if history and manifest["sessions"][-1].get("started", "") <= history[-1].get("at", ""):
-        last = history[-1]
-        lines.append(f"  extended from N = {last['from_N']} to N = {last['to_N']}: {last['kept_chunks']} chunks kept")
+    if history:
+        last, sessions = history[-1], manifest["sessions"]
+        # By the session's index: the times are whole seconds and the session starts after the
+        # extension is recorded, so comparing them lost this line whenever a second ticked in between.
+        # (Manifests written before the index was recorded have only the times.)
+        if "session" in last:
+            ran_it = last["session"] == len(sessions) - 1
+        else:
+            ran_it = sessions[-1].get("started", "") <= last.get("at", "")
+        if ran_it:
+            lines.append(
+                f"  extended from N = {last['from_N']} to N = {last['to_N']}: {last['kept_chunks']} chunks kept"
+            )
     if "analysis_seconds" in manifest["sessions"][-1] and (out / "analysis.json").is_file():
         lines += noise_lines(json.loads((out / "analysis.json").read_text()))
     return lines

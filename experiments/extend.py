@@ -13,7 +13,8 @@ How the directory changes, under its lock:
 2. The last chunk, if the old sample ended inside it, is removed: at the larger N it holds more sets.
 3. Every kept chunk file is rewritten with the new spec hash in its metadata (the values untouched),
    so a manifest rebuilt from the chunks later still recognises them.
-4. The manifest takes the new spec, hash and counts, and an ``extended`` entry (from N, to N, when).
+4. The manifest takes the new spec, hash and counts, and an ``extended`` entry (from N, to N, when, and
+   the index of the session that runs it).
 
 A run killed in between is safe: the same command again finds the kept chunks (a file already
 carrying the new hash is taken, one still verifying against its recorded checksum is rewritten, any
@@ -114,11 +115,15 @@ def extend_store(
                 path.unlink(missing_ok=True)
         manifest[key] = kept
     history = manifest.get("extended") if isinstance(manifest.get("extended"), list) else []
+    session = len(manifest.get("sessions") or [])  # the index of the session that runs the extension
     manifest |= extra | {
         "spec_hash": digest,
         "spec": spec.to_dict(),
         "complete": False,
-        "extended": [*history, {"from_N": old_n, "to_N": spec.N, "at": store.now(), "kept_chunks": len(keep)}],
+        "extended": [
+            *history,
+            {"from_N": old_n, "to_N": spec.N, "at": store.now(), "kept_chunks": len(keep), "session": session},
+        ],
     }
     store.write_json(manifest, out / MANIFEST)
     return manifest

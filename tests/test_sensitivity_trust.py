@@ -98,7 +98,13 @@ high = 0.2
 """
 
 
-def test_extend_gives_the_runs_and_indices_of_the_larger_n_from_scratch(tmp_path, capsys):
+def test_extend_gives_the_runs_and_indices_of_the_larger_n_from_scratch(tmp_path, capsys, monkeypatch):
+    # Every timestamp a second after the last: the extension's note must not hang on the clock (it
+    # was lost whenever a second ticked between recording the extension and starting the session).
+    from experiments import store
+
+    seconds = iter(range(10**6))
+    monkeypatch.setattr(store, "now", lambda: f"2026-12-03T{next(seconds):09d}")
     path = write_spec(tmp_path, EXTEND, "ext.toml")
     extended, fresh = tmp_path / "extended", tmp_path / "fresh"
     assert experiments_main(["run", str(path), "--out", str(extended), "--executor", "serial", "--no-progress"]) == 0
@@ -113,7 +119,8 @@ def test_extend_gives_the_runs_and_indices_of_the_larger_n_from_scratch(tmp_path
         pd.testing.assert_frame_equal(pd.read_parquet(extended / folder), pd.read_parquet(fresh / folder))
     manifest = read_manifest(extended)
     assert manifest["spec_hash"] == read_manifest(fresh)["spec_hash"] and manifest["n_sets"] == 16 * (2 * 3 + 2)
-    assert manifest["extended"][-1] | {"at": None} == {"from_N": 8, "to_N": 16, "at": None, "kept_chunks": 5}
+    expected = {"from_N": 8, "to_N": 16, "at": None, "kept_chunks": 5, "session": 1}
+    assert manifest["extended"][-1] | {"at": None} == expected, "the extension is the second session's"
 
 
 def test_an_extended_run_resumes_rebuilds_and_refuses_clearly(tmp_path, capsys):
