@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sim import libm
 from sim.expected import CURVE
 from sim.reasons import N_MISS_CAUSES, REASONS
 
@@ -121,7 +122,7 @@ def intake(p: dict, therapist: dict, client) -> Dyads:
     # Attachment scales the number of sessions' worth of bonding a session brings; compounding
     # keeps the share closed below 1 however fast, so anxiety speeds bonding at any bond_rate.
     sessions_worth = (1.0 + p["anxious_bond_speedup"] * anxiety) * (1.0 - p["avoidant_bond_slowdown"] * avoidance)
-    bond_speed = 1.0 - (1.0 - p["bond_rate"]) ** sessions_worth
+    bond_speed = 1.0 - libm.power(1.0 - p["bond_rate"], sessions_worth)
     competence = therapist["competence"]
     rupture_scale = p["rupture_rate"] * (1.0 - p["rupture_empathy_protection"] * perceived)
     relative = 1.0 + p["rupture_anxiety"] * anxiety + p["rupture_avoidance"] * avoidance

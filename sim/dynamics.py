@@ -27,6 +27,7 @@ on the WAI-SR, see :func:`wai_sr`); severity is on the PHQ-9 scale (0-27). The o
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -50,7 +51,8 @@ DROPOUT_CAUSES = ("", *reasons.REASONS)
 CASENESS = 10  # PHQ-9 >= 10 (NHS Talking Therapies)
 # exp(-rate * k) of the expected-recovery curve for k = 0, 1, ... attended sessions, looked up rather
 # than computed at every session (an exponential costs more than the rest of a session's update).
-EXPECTED_DECAY = np.exp(-CURVE.rate * np.arange(64))
+# The C library's exp, as in the kernel, not numpy's (which depends on the processor: sim/libm.py).
+EXPECTED_DECAY = np.array([math.exp(-CURVE.rate * k) for k in range(64)])
 RELIABLE_CHANGE = 6  # PHQ-9 points (NHS Talking Therapies)
 EARLY_RESPONSE_SESSION = 4  # early response is read at the fourth session (Beard & Delgadillo 2019)
 

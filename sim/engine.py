@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sim import dyads, dynamics, matching, parameters
+from sim import dyads, dynamics, libm, matching, parameters
 from sim.dynamics import Draws, WeekParams
 from sim.followup import follow_up
 from sim.population import draw_clients, draw_therapists
@@ -193,5 +193,4 @@ class Cohort:
 
 def _logit(u: np.ndarray) -> np.ndarray:
     """log(u / (1 - u)) of uniform draws on [0, 1) (a draw of 0 gives -inf, below every log-odds)."""
-    with np.errstate(divide="ignore"):
-        return np.log(u) - np.log1p(-u)
+    return libm.log(u) - libm.log1p(-u)

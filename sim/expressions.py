@@ -34,8 +34,15 @@ from typing import Any
 
 import numpy as np
 
+from sim import libm
+
 MAX_LENGTH = 10_000  # characters; the facts' longest is under 50
 MAX_DEPTH = 64  # nesting of operations; deep enough for any hand-written expression
+
+
+def _power(a, b):
+    """``a ** b``: integers as numpy computes them, floats by the C library (sim/libm.py)."""
+    return libm.power(a, b) if np.result_type(a, b).kind == "f" else np.power(a, b)
 
 
 def _where(condition, a, b):
@@ -46,10 +53,12 @@ def _where(condition, a, b):
 FUNCTIONS: dict[str, tuple[Any, int]] = {
     "abs": (np.abs, 1),
     "sqrt": (np.sqrt, 1),
-    "exp": (np.exp, 1),
-    "log": (np.log, 1),
-    "log10": (np.log10, 1),
-    "log1p": (np.log1p, 1),
+    # The C library's, not numpy's: numpy's depend on the processor (sim/libm.py), and the user
+    # metrics of a sweep are computed on its workers.
+    "exp": (libm.exp, 1),
+    "log": (libm.log, 1),
+    "log10": (libm.log10, 1),
+    "log1p": (libm.log1p, 1),
     "floor": (np.floor, 1),
     "ceil": (np.ceil, 1),
     "isnan": (np.isnan, 1),
@@ -66,7 +75,7 @@ ARITHMETIC = {
     ast.Div: np.true_divide,
     ast.FloorDiv: np.floor_divide,
     ast.Mod: np.mod,
-    ast.Pow: np.power,
+    ast.Pow: _power,
     ast.BitAnd: np.logical_and,
     ast.BitOr: np.logical_or,
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim import libm
 from sim.dynamics import CASENESS
 from sim.jit import kernel
 
@@ -31,9 +32,8 @@ def relapse_base_hazard(relapse_rate, decay_weeks):
     exactly ``relapse_rate``.
     """
     weeks = np.arange(YEAR)
-    profile = np.exp(-weeks[None, :] / np.asarray(decay_weeks, dtype=float).reshape(-1, 1)).sum(axis=1)
-    with np.errstate(divide="ignore"):
-        return -np.log1p(-np.minimum(np.asarray(relapse_rate, dtype=float).ravel(), 1.0 - 1e-12)) / profile
+    profile = libm.exp(-weeks[None, :] / np.asarray(decay_weeks, dtype=float).reshape(-1, 1)).sum(axis=1)
+    return -libm.log1p(-np.minimum(np.asarray(relapse_rate, dtype=float).ravel(), 1.0 - 1e-12)) / profile
 
 
 def follow_up(p, d, s, clients, streams) -> dict[str, np.ndarray]:

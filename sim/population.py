@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from sim import libm
 from sim.streams import Streams
 
 ATTACHMENT_STYLES = ("secure", "anxious", "avoidant", "fearful")
@@ -112,7 +113,7 @@ def draw_therapists(p: dict, n: int, streams: Streams) -> Therapists:
 
     # Caseload capacity varies about its mean (lognormal, mean-preserving).
     sd = p["therapist_capacity_sd"]
-    capacity = np.maximum(1.0, np.round(p["therapist_capacity_mean"] * np.exp(sd * z_capacity - sd**2 / 2)))
+    capacity = np.maximum(1.0, np.round(p["therapist_capacity_mean"] * libm.exp(sd * z_capacity - sd**2 / 2)))
     return Therapists(
         empathy=trait(0, "empathy"),
         humility=trait(1, "humility"),
