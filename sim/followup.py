@@ -112,7 +112,8 @@ def _by_client(draws):
     return np.ascontiguousarray(draws.T)
 
 
-@kernel(error_model="numpy")
+# No value is NaN here either: as in the week kernel (sim/dynamics.py), assuming so is bit-identical and faster.
+@kernel(error_model="numpy", fastmath={"nnan"})
 def _follow(  # noqa: PLR0913 (the kernel's inputs, each an array)
     weeks,
     remission,
