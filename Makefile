@@ -20,8 +20,11 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 demo: $(VENV)/.installed  ## run the baseline scenario into results/demo/
 	$(RUN) -m sim run baseline --out results/demo
 
-test: $(VENV)/.installed-dev $(VENV)/.chromium  ## the whole test suite
-	$(BIN)/pytest
+# Two workers, one test file each at a time (--dist loadfile: the files' module fixtures are built once).
+# Many tests start pools or subprocesses of their own, so more workers than cores only adds contention.
+TEST_WORKERS ?= 2
+test: $(VENV)/.installed-dev $(VENV)/.chromium  ## the whole test suite (TEST_WORKERS=0: in one process)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 FUZZ_EXAMPLES ?= 400
 fuzz: $(VENV)/.installed-dev  ## mutated scenarios, specs, targets and command lines: each refused cleanly (tests/test_fuzz.py)
