@@ -11,8 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sim import libm
 from sim.expected import CURVE
+from sim.jit import kernel
 from sim.reasons import N_MISS_CAUSES, REASONS
 
 
@@ -98,74 +98,140 @@ def _full(x, shape, dtype=float, copy=False) -> np.ndarray:
     return np.array(np.broadcast_to(x, shape), order="C")
 
 
-def intake(p: dict, therapist: dict, client) -> Dyads:
+def per_set(fields: type[NamedTuple], p: dict) -> NamedTuple:
+    """The parameters a kernel reads, as a named tuple of arrays shaped (n_sets,), from stacked parameters."""
+    return fields(**{k: np.ascontiguousarray(np.asarray(p[k], dtype=float).ravel()) for k in fields._fields})
+
+
+class IntakeParams(NamedTuple):
+    """The parameters intake reads, each an array shaped (n_sets,)."""
+
+    cultural_strain_empathy: np.ndarray
+    perceived_empathy_noise: np.ndarray
+    bond_base: np.ndarray
+    bond_empathy_weight: np.ndarray
+    avoidant_trust_penalty: np.ndarray
+    anxious_bond_speedup: np.ndarray
+    avoidant_bond_slowdown: np.ndarray
+    bond_rate: np.ndarray
+    rupture_rate: np.ndarray
+    rupture_empathy_protection: np.ndarray
+    rupture_anxiety: np.ndarray
+    rupture_avoidance: np.ndarray
+    cultural_strain_rupture: np.ndarray
+    repair_skill_floor: np.ndarray
+    repair_rate: np.ndarray
+    retention_protection: np.ndarray
+    agreement_base: np.ndarray
+    goal_readiness_weight: np.ndarray
+    task_competence_weight: np.ndarray
+    avoidant_trust_weight: np.ndarray
+    rupture_depth: np.ndarray
+    anxious_rupture_fragility: np.ndarray
+    withdrawal_concealment: np.ndarray
+    cancellation_rate: np.ndarray
+    overload_cancellation: np.ndarray
+    cancellation_trust_dent: np.ndarray
+    anxious_break_sensitivity: np.ndarray
+    barriers_attendance: np.ndarray
+    life_event_size: np.ndarray
+    support_buffer: np.ndarray
+
+
+def intake(p: dict, therapists, assignment: np.ndarray, caseload: np.ndarray, client) -> Dyads:
     """Dyad constants from parameters, the assigned therapist's traits and the client's traits.
 
     Args:
         p: parameters, arrays shaped (n_sets, 1).
-        therapist: the assigned therapist's traits gathered per client (plus ``load``, the
-            therapist's caseload), each shape (n_sets, n_clients).
+        therapists: :class:`sim.population.Therapists`, traits shaped (n_sets, n_therapists).
+        assignment: each client's therapist, shape (n_sets, n_clients).
+        caseload: each therapist's number of clients, shape (n_sets, n_therapists).
         client: :class:`sim.population.Clients`.
     """
-    shape = therapist["empathy"].shape
-    anxiety = (client.attachment_anxiety - 1.0) / 6.0
-    avoidance = (client.attachment_avoidance - 1.0) / 6.0
-    match = therapist["culture"] == client.culture
-    strain = ~match * client.salience * (1.0 - therapist["humility"])
-    perceived = np.clip(
-        therapist["empathy"] * (1.0 - p["cultural_strain_empathy"] * strain)
-        + p["perceived_empathy_noise"] * client.perception_noise,
-        0.0,
-        1.0,
+    shape = assignment.shape
+    t, c = therapists, client
+    therapist = (
+        *(t.empathy, t.humility, t.repair_skill, t.consistency, t.competence, t.uses_feedback, t.culture),
+        *(t.capacity, t.retention, caseload),
     )
-    bond_target = p["bond_base"] + p["bond_empathy_weight"] * perceived - p["avoidant_trust_penalty"] * avoidance
-    # Attachment scales the number of sessions' worth of bonding a session brings; compounding
-    # keeps the share closed below 1 however fast, so anxiety speeds bonding at any bond_rate.
-    sessions_worth = (1.0 + p["anxious_bond_speedup"] * anxiety) * (1.0 - p["avoidant_bond_slowdown"] * avoidance)
-    bond_speed = 1.0 - libm.power(1.0 - p["bond_rate"], sessions_worth)
-    competence = therapist["competence"]
-    rupture_scale = p["rupture_rate"] * (1.0 - p["rupture_empathy_protection"] * perceived)
-    relative = 1.0 + p["rupture_anxiety"] * anxiety + p["rupture_avoidance"] * avoidance
-    relative = relative + p["cultural_strain_rupture"] * strain
-    floor = p["repair_skill_floor"]
-    repair_open = p["repair_rate"] * (floor + (1.0 - floor) * therapist["repair_skill"])
-    overload = np.maximum(0.0, therapist["load"] / therapist["capacity"] - 1.0)
-    hold = 1.0 - p["retention_protection"] * therapist["retention"]
-    values = {
-        "anxiety": anxiety,
-        "avoidance": avoidance,
-        "cultural_match": match,
-        "strain": strain,
-        "perceived_empathy": perceived,
-        "bond_target": np.clip(bond_target, 0.0, 1.0),
-        "bond_speed": bond_speed,
-        "goal_target": np.clip(p["agreement_base"] + p["goal_readiness_weight"] * client.readiness, 0.0, 1.0),
-        "task_target": np.clip(p["agreement_base"] + p["task_competence_weight"] * competence, 0.0, 1.0),
-        "trust": 1.0 - p["avoidant_trust_weight"] * avoidance,
-        "rupture_static": np.clip(rupture_scale * relative, 0.0, 1.0),
-        "rupture_scale": rupture_scale,
-        "rupture_drop": p["rupture_depth"] * (1.0 + p["anxious_rupture_fragility"] * anxiety),
-        "repair_chance": repair_open * (1.0 - p["withdrawal_concealment"] * avoidance),
-        "repair_open": repair_open,
-        "cancel_risk": p["cancellation_rate"] * (1.0 - therapist["consistency"])
-        + p["overload_cancellation"] * overload,
-        "break_dent": p["cancellation_trust_dent"] * (1.0 + p["anxious_break_sensitivity"] * anxiety),
-        "barrier_attend": p["barriers_attendance"] * client.barriers * hold,
-        "hold": hold,
-        "retention": therapist["retention"],
-        "responsiveness": client.responsiveness,
-        "expectancy": client.expectancy,
-        "expected_asymptote": CURVE.asymptote(client.intake_phq9),
-        "competence": competence,
-        "uses_feedback": therapist["uses_feedback"],
-        "barriers": client.barriers,
-        "readiness": client.readiness,
-        "support": client.support,
-        "intake": client.intake_phq9,
-        "shock": p["life_event_size"] * (1.0 - p["support_buffer"] * client.support),
-    }
+    traits = (
+        *(c.attachment_anxiety, c.attachment_avoidance, c.culture, c.salience, c.perception_noise, c.readiness),
+        *(c.barriers, c.support, c.intake_phq9, c.expectancy, c.responsiveness, CURVE.asymptote(c.intake_phq9)),
+    )
     booleans = ("cultural_match", "uses_feedback")
-    return Dyads(**{k: _full(v, shape, bool if k in booleans else float) for k, v in values.items()})
+    out = Dyads(*(np.empty(shape, dtype=bool if k in booleans else float) for k in Dyads._fields))
+    _intake(per_set(IntakeParams, p), therapist, tuple(_full(x, shape, x.dtype) for x in traits), assignment, out)
+    return out
+
+
+@kernel()
+def _clip(x, low, high):
+    """``np.clip`` for one value, bit for bit: a bound replaces only a value beyond it (-0.0 stays)."""
+    x = low if x < low else x
+    return high if x > high else x
+
+
+# One pass over the dyads, each therapist's traits read through the assignment: numpy's version of these
+# formulas made some 80 passes over arrays of every dyad and gathered the traits first (47 ms of the
+# bench's batch; this 25 ms). Each formula keeps numpy's order of operations, so the bits are the same.
+@kernel(error_model="numpy")
+def _intake(q, therapist, client, assignment, d):  # noqa: PLR0915 (one dyad's constants, one formula each)
+    empathy, humility, repair_skill, consistency, competence, uses_feedback, t_culture = therapist[:7]
+    capacity, retention, caseload = therapist[7:]
+    anxiety_ecr, avoidance_ecr, culture, salience, perception_noise, readiness = client[:6]
+    barriers, support, intake_phq9, expectancy, responsiveness, asymptote = client[6:]
+    for k in range(assignment.shape[0]):
+        for i in range(assignment.shape[1]):
+            j = assignment[k, i]
+            anxiety = (anxiety_ecr[k, i] - 1.0) / 6.0
+            avoidance = (avoidance_ecr[k, i] - 1.0) / 6.0
+            match = t_culture[k, j] == culture[k, i]
+            strain = (0.0 if match else 1.0) * salience[k, i] * (1.0 - humility[k, j])
+            perceived = empathy[k, j] * (1.0 - q.cultural_strain_empathy[k] * strain)
+            perceived = _clip(perceived + q.perceived_empathy_noise[k] * perception_noise[k, i], 0.0, 1.0)
+            bond_target = q.bond_base[k] + q.bond_empathy_weight[k] * perceived
+            # Attachment scales the number of sessions' worth of bonding a session brings; compounding
+            # keeps the share closed below 1 however fast, so anxiety speeds bonding at any bond_rate.
+            worth = (1.0 + q.anxious_bond_speedup[k] * anxiety) * (1.0 - q.avoidant_bond_slowdown[k] * avoidance)
+            rupture_scale = q.rupture_rate[k] * (1.0 - q.rupture_empathy_protection[k] * perceived)
+            relative = 1.0 + q.rupture_anxiety[k] * anxiety + q.rupture_avoidance[k] * avoidance
+            relative = relative + q.cultural_strain_rupture[k] * strain
+            floor = q.repair_skill_floor[k]
+            repair_open = q.repair_rate[k] * (floor + (1.0 - floor) * repair_skill[k, j])
+            overload = max(float(caseload[k, j]) / capacity[k, j] - 1.0, 0.0)  # never -0.0, so as numpy's maximum
+            hold = 1.0 - q.retention_protection[k] * retention[k, j]
+            d.anxiety[k, i] = anxiety
+            d.avoidance[k, i] = avoidance
+            d.cultural_match[k, i] = match
+            d.strain[k, i] = strain
+            d.perceived_empathy[k, i] = perceived
+            d.bond_target[k, i] = _clip(bond_target - q.avoidant_trust_penalty[k] * avoidance, 0.0, 1.0)
+            d.bond_speed[k, i] = 1.0 - (1.0 - q.bond_rate[k]) ** worth  # the C library's pow, as sim.libm
+            d.goal_target[k, i] = _clip(q.agreement_base[k] + q.goal_readiness_weight[k] * readiness[k, i], 0.0, 1.0)
+            d.task_target[k, i] = _clip(q.agreement_base[k] + q.task_competence_weight[k] * competence[k, j], 0.0, 1.0)
+            d.trust[k, i] = 1.0 - q.avoidant_trust_weight[k] * avoidance
+            d.rupture_static[k, i] = _clip(rupture_scale * relative, 0.0, 1.0)
+            d.rupture_scale[k, i] = rupture_scale
+            d.rupture_drop[k, i] = q.rupture_depth[k] * (1.0 + q.anxious_rupture_fragility[k] * anxiety)
+            d.repair_chance[k, i] = repair_open * (1.0 - q.withdrawal_concealment[k] * avoidance)
+            d.repair_open[k, i] = repair_open
+            d.cancel_risk[k, i] = (
+                q.cancellation_rate[k] * (1.0 - consistency[k, j]) + q.overload_cancellation[k] * overload
+            )
+            d.break_dent[k, i] = q.cancellation_trust_dent[k] * (1.0 + q.anxious_break_sensitivity[k] * anxiety)
+            d.barrier_attend[k, i] = q.barriers_attendance[k] * barriers[k, i] * hold
+            d.hold[k, i] = hold
+            d.retention[k, i] = retention[k, j]
+            d.responsiveness[k, i] = responsiveness[k, i]
+            d.expectancy[k, i] = expectancy[k, i]
+            d.expected_asymptote[k, i] = asymptote[k, i]
+            d.competence[k, i] = competence[k, j]
+            d.uses_feedback[k, i] = uses_feedback[k, j]
+            d.barriers[k, i] = barriers[k, i]
+            d.readiness[k, i] = readiness[k, i]
+            d.support[k, i] = support[k, i]
+            d.intake[k, i] = intake_phq9[k, i]
+            d.shock[k, i] = q.life_event_size[k] * (1.0 - q.support_buffer[k] * support[k, i])
 
 
 def initial_state(p: dict, d: Dyads, client) -> State:

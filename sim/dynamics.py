@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sim import reasons
-from sim.dyads import Dyads, State
+from sim.dyads import Dyads, State, per_set
 from sim.expected import CURVE
 from sim.jit import kernel
 from sim.reasons import miss_shares_exp, shapley_shares
@@ -132,7 +132,7 @@ class WeekParams(NamedTuple):
     @classmethod
     def from_stacked(cls, p: dict) -> WeekParams:
         """From stacked parameters (arrays shaped (n_sets, 1))."""
-        return cls(**{k: np.ascontiguousarray(np.asarray(p[k], dtype=float).ravel()) for k in cls._fields})
+        return per_set(cls, p)
 
 
 # Columns of the weekly draws, one per kind of decision (see :class:`Draws`).

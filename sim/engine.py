@@ -107,7 +107,7 @@ class Cohort:
             ]
         )
         self.caseload = np.stack([np.bincount(a, minlength=n_therapists) for a in self.assignment])
-        self.dyads = dyads.intake(self.p, self._gather_therapists(), self.clients)
+        self.dyads = dyads.intake(self.p, self.therapists, self.assignment, self.caseload, self.clients)
         self.state = dyads.initial_state(self.p, self.dyads, self.clients)
         self.week_params = WeekParams.from_stacked(self.p)
         self.week = 0
@@ -115,12 +115,6 @@ class Cohort:
         self.draws = self._draw_weeks()
         self.record = Record() if record else None
         self._final: dict[str, np.ndarray] | None = None
-
-    def _gather_therapists(self) -> dict[str, np.ndarray]:
-        t = self.therapists
-        traits = {k: getattr(t, k) for k in t.__dataclass_fields__}
-        traits["load"] = self.caseload.astype(float)
-        return {k: np.take_along_axis(v, self.assignment, axis=1) for k, v in traits.items()}
 
     @property
     def done(self) -> bool:

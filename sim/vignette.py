@@ -126,8 +126,7 @@ def reassign(cohort: Cohort, s: int, client: int, therapist: int) -> None:
         raise VignetteError("a client can only change therapist before the first session.")
     cohort.assignment[s, client] = therapist
     cohort.caseload[s] = np.bincount(cohort.assignment[s], minlength=cohort.n_therapists)
-    # The engine's own gathering of therapist traits by assignment, as at intake.
-    cohort.dyads = dyads.intake(cohort.p, cohort._gather_therapists(), cohort.clients)
+    cohort.dyads = dyads.intake(cohort.p, cohort.therapists, cohort.assignment, cohort.caseload, cohort.clients)
     cohort.state = dyads.initial_state(cohort.p, cohort.dyads, cohort.clients)
 
 
