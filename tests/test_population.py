@@ -111,3 +111,20 @@ def test_therapist_traits():
     assert abs(t.uses_feedback.mean() - 0.4) < 0.02
     assert t.capacity.min() >= 1 and abs(t.capacity.mean() - 20.0) < 0.5
     assert np.all(t.capacity == np.round(t.capacity))
+
+
+def test_a_set_draws_the_same_population_alone_and_in_a_batch_of_repeats():
+    """Sets that share population parameters share their draws' computation; the numbers stay each set's own."""
+    shared = {"attachment_correlation": 0.3, "expectancy_mean": 0.6}
+    overrides = [shared, {"attachment_correlation": -0.4}, shared, {"expectancy_mean": 0.2}, shared, {}]
+    sets = [parameters.resolve(o) for o in overrides]
+    batch = draw_clients(stack(sets), 500, Streams(4))
+    for k, one in enumerate(sets):
+        alone = draw_clients(stack([one]), 500, Streams(4))
+        for name in alone.__dataclass_fields__:
+            assert getattr(batch, name)[k].tobytes() == getattr(alone, name)[0].tobytes(), (
+                f"set {k}'s {name} differs between a batch with repeated rows and the set drawn alone"
+            )
+    assert not np.array_equal(batch.attachment_avoidance[0], batch.attachment_avoidance[1]), (
+        "sets with other attachment correlations should get other avoidance scores"
+    )
