@@ -98,9 +98,14 @@ def _full(x, shape, dtype=float, copy=False) -> np.ndarray:
     return np.array(np.broadcast_to(x, shape), order="C")
 
 
+def set_values(p: dict, name: str) -> np.ndarray:
+    """One parameter's values as a kernel reads them: a contiguous float array shaped (n_sets,)."""
+    return np.ascontiguousarray(np.asarray(p[name], dtype=float).ravel())
+
+
 def per_set(fields: type[NamedTuple], p: dict) -> NamedTuple:
     """The parameters a kernel reads, as a named tuple of arrays shaped (n_sets,), from stacked parameters."""
-    return fields(**{k: np.ascontiguousarray(np.asarray(p[k], dtype=float).ravel()) for k in fields._fields})
+    return fields(**{k: set_values(p, k) for k in fields._fields})
 
 
 class IntakeParams(NamedTuple):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim import libm
+from sim.dyads import set_values
 from sim.dynamics import CASENESS
 from sim.jit import kernel
 
@@ -73,20 +74,17 @@ def follow_up(p, d, s, clients, streams) -> dict[str, np.ndarray]:
     relapse_week = np.zeros((n_sets, n), dtype=np.int16)
     caseness_week = np.zeros((n_sets, n), dtype=np.int16)
 
-    def per_set(name):
-        return np.ascontiguousarray(np.asarray(p[name], dtype=float).ravel())
-
     _follow(
         weeks,
-        per_set("natural_recovery_rate"),
-        per_set("symptom_noise_sd"),
-        per_set("life_event_rate"),
-        per_set("measurement_error_sd"),
+        set_values(p, "natural_recovery_rate"),
+        set_values(p, "symptom_noise_sd"),
+        set_values(p, "life_event_rate"),
+        set_values(p, "measurement_error_sd"),
         relapse_base_hazard(p["relapse_rate"], p["relapse_decay_weeks"]),
-        per_set("relapse_decay_weeks"),
-        per_set("relapse_residual"),
-        per_set("relapse_support_buffer"),
-        per_set("relapse_size"),
+        set_values(p, "relapse_decay_weeks"),
+        set_values(p, "relapse_residual"),
+        set_values(p, "relapse_support_buffer"),
+        set_values(p, "relapse_size"),
         np.ascontiguousarray(p["life_event_size"] * (1.0 - p["support_buffer"] * built)),
         np.ascontiguousarray(built, dtype=float),
         final.astype(float),

@@ -6,14 +6,28 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from hypothesis import strategies as st
 
 from sim import parameters, records
 from sim.dynamics import DROPOUT_CAUSES, END_TYPES
 from sim.engine import Cohort
 from sim.outcomes import classify
+from sim.parameters import REGISTRY
 from sim.run import client_outcomes
 
 SEEDS = (11, 12, 13)
+
+
+def _value(p):
+    if p.kind == "choice":
+        return st.sampled_from(p.choices)
+    if p.kind == "int":
+        return st.integers(int(p.low), int(p.high))
+    return st.floats(p.low, p.high, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+
+
+PARAM_VECTORS = st.fixed_dictionaries({name: _value(p) for name, p in REGISTRY.items()})
+"""Every parameter drawn over its whole registry range, course lengths included (a hypothesis strategy)."""
 
 
 def run_sets(

@@ -1,47 +1,43 @@
 """The kernels' one fast-math flag (no value is NaN) changes no result: builds without it give the same bits."""
 
+from unittest import mock
+
 import numba
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sim import dynamics, followup, parameters
 from sim.engine import Cohort
-from sim.parameters import REGISTRY
 from sim.run import client_outcomes
+from tests.conftest import PARAM_VECTORS
+
+KERNELS = [(dynamics, "_advance"), (followup, "_follow")]
+# The same code compiled without the flag (compiled once, at its first call).
+STRICT = {name: numba.njit(error_model="numpy")(getattr(module, name).py_func) for module, name in KERNELS}
 
 
-def _random_sets(n: int, seed: int) -> list[dict]:
-    """``n`` parameter sets, every parameter drawn over its whole registry range."""
-    rng = np.random.default_rng(seed)
-    sets = []
-    for _ in range(n):
-        values = {}
-        for name, p in REGISTRY.items():
-            if p.kind == "choice":
-                values[name] = p.choices[rng.integers(len(p.choices))]
-            elif p.kind == "int":
-                values[name] = int(rng.integers(int(p.low), int(p.high) + 1))
-            else:
-                values[name] = float(rng.uniform(p.low, p.high))
-        sets.append(parameters.validate(values))
-    return sets
+def _outcomes(ps: dict, seed: int) -> dict[str, np.ndarray]:
+    return client_outcomes(Cohort(parameters.validate(ps), 150, 10, seed=seed, replicate=1).run())
 
 
-def _outcomes(sets) -> dict[str, np.ndarray]:
-    return client_outcomes(Cohort(sets, 150, 10, seed=4, replicate=1).run())
+def test_the_kernels_assume_no_nan_and_nothing_else():
+    for module, name in KERNELS:
+        options = getattr(module, name).targetoptions
+        assert options.get("fastmath") == {"nnan"}, f"{name}: only the no-NaN flag keeps results bit-identical"
 
 
-def test_kernels_give_the_bits_of_builds_without_fast_math(monkeypatch):
-    sets = _random_sets(60, seed=11)
-    shipped = _outcomes(sets)
-    for module, name in [(dynamics, "_advance"), (followup, "_follow")]:
-        kernel = getattr(module, name)
-        assert kernel.targetoptions.get("fastmath") == {"nnan"}, f"{name} is expected to assume no NaN"
-        strict = numba.njit(error_model="numpy")(kernel.py_func)  # the same code, no fast-math flag
-        monkeypatch.setattr(module, name, strict)
-    strict_outcomes = _outcomes(sets)
+# Parameter vectors over the registry's whole ranges, bounds included; derandomized, so CI is judged on the code.
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(ps=PARAM_VECTORS, seed=st.integers(0, 2**32))
+def test_kernels_give_the_bits_of_builds_without_fast_math(ps, seed):
+    shipped = _outcomes(ps, seed)
+    strict_kernels = mock.patch.object(dynamics, "_advance", STRICT["_advance"])
+    with strict_kernels, mock.patch.object(followup, "_follow", STRICT["_follow"]):
+        strict = _outcomes(ps, seed)
     for key, value in shipped.items():
-        assert np.asarray(value).tobytes() == np.asarray(strict_outcomes[key]).tobytes(), (
+        assert np.asarray(value).tobytes() == np.asarray(strict[key]).tobytes(), (
             f"{key} differs between the shipped kernels and builds without fast-math: the no-NaN flag changed a result"
         )
 

@@ -10,6 +10,7 @@ from sim.engine import Cohort
 from sim.outcomes import cohort_metrics
 from sim.parameters import REGISTRY
 from sim.run import client_outcomes
+from tests.conftest import PARAM_VECTORS
 
 N_CLIENTS, N_THERAPISTS = 80, 6
 # No shrinking: a failing example is printed as drawn, and a failure stays quick.
@@ -18,18 +19,6 @@ NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
 FAST = settings(
     max_examples=100, deadline=None, phases=NO_SHRINK, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
-
-
-def _value(p):
-    if p.kind == "choice":
-        return st.sampled_from(p.choices)
-    if p.kind == "int":
-        return st.integers(int(p.low), int(p.high))
-    return st.floats(p.low, p.high, allow_nan=False, allow_infinity=False, allow_subnormal=False)
-
-
-# Every parameter drawn over its whole registry range, course lengths included.
-PARAM_VECTORS = st.fixed_dictionaries({name: _value(p) for name, p in REGISTRY.items()})
 
 
 def _run(ps, seed, record=True):
