@@ -78,3 +78,27 @@ def test_save_lays_out_once_and_repeats_its_bytes(routine, tmp_path):
         written.append([p.read_bytes() for p in paths])
     assert [p.suffix for p in paths] == [".png", ".svg"]
     assert written[0] == written[1], "the same figure saved twice gave different bytes"
+
+
+def test_save_gives_matplotlibs_tight_png_and_an_svg_of_the_same_box(routine, tmp_path):
+    """One layout and one crop box for both files: the PNG is the one ``bbox_inches="tight"`` draws."""
+    import io
+    import re
+
+    import matplotlib.pyplot as plt
+
+    from analysis.figures import DPI, METADATA, REPRODUCIBLE_RC, save
+
+    png, svg = save(summary_figure(routine.clients, routine.sessions, title="routine"), tmp_path, "summary")
+    reference = summary_figure(routine.clients, routine.sessions, title="routine")
+    buffer = io.BytesIO()
+    with plt.rc_context(REPRODUCIBLE_RC):
+        reference.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata=METADATA[".png"])
+    plt.close(reference)
+    assert png.read_bytes() == buffer.getvalue(), "the PNG differs from matplotlib's own tight PNG of the figure"
+    width_px, height_px = plt.imread(png).shape[1::-1]
+    size = re.search(r'width="([\d.]+)pt" height="([\d.]+)pt"', svg.read_text())
+    width_pt, height_pt = float(size[1]), float(size[2])
+    assert abs(width_pt * DPI / 72 - width_px) < 1 and abs(height_pt * DPI / 72 - height_px) < 1, (
+        f"the SVG's box ({width_pt} x {height_pt} pt) is not the PNG's ({width_px} x {height_px} px at {DPI} dpi)"
+    )
