@@ -110,8 +110,14 @@ def _by_client(draws):
     return np.ascontiguousarray(draws.T)
 
 
-# No value is NaN here either: as in the week kernel (sim/dynamics.py), assuming so is bit-identical and faster.
-@kernel(error_model="numpy", fastmath={"nnan"})
+# Clients followed side by side in one loop: a client's weeks are one chain of dependent steps
+# (severity feeds the next week's change), which leaves the processor waiting on each step; four
+# independent chains fill it. 37 -> 23 ms on the bench's batch, with the same bits. (The no-NaN
+# flag of the week kernel bought 12% here when clients went one at a time; with four, nothing.)
+LANES = 4
+
+
+@kernel(error_model="numpy")
 def _follow(  # noqa: PLR0913 (the kernel's inputs, each an array)
     weeks,
     remission,
@@ -140,36 +146,61 @@ def _follow(  # noqa: PLR0913 (the kernel's inputs, each an array)
     fading = np.empty(weeks.max() + 1)
     for k in range(n_sets):
         # The set's parameters, loaded once (the compiler cannot hoist reads of arrays that might alias).
-        horizon, rate, sd, life_p, err, size = (
-            weeks[k],
-            remission[k],
-            noise_sd[k],
-            life_rate[k],
-            err_sd[k],
-            relapse_size[k],
-        )
+        horizon, h0, weight, buffered = weeks[k], hazard0[k], residual_weight[k], buffer[k]
+        setting = (remission[k], noise_sd[k], life_rate[k], err_sd[k], relapse_size[k])
         for t in range(1, horizon + 1):  # the fall of the relapse hazard, the same for every client
             fading[t] = np.exp(-(t - 1) / decay[k])
-        for i in range(n):
-            sev, jolt, last = severity[k, i], shock[k, i], score[k, i]
-            recovered = final[k, i] < CASENESS
-            # The relapse hazard of this client in the first week after therapy.
-            h = hazard0[k] * np.exp(residual_weight[k] * final[k, i]) * (1.0 - buffer[k] * built[k, i])
-            relapsed, relapsed_at, caseness_at = False, 0, 0
+        for first in range(0, n, LANES):
+            # The last block of a set may hold fewer clients: its last client fills the spare lanes,
+            # computed and written again with the same values.
+            i0, i1, i2, i3 = first, min(first + 1, n - 1), min(first + 2, n - 1), min(first + 3, n - 1)
+            a = _start(severity[k, i0], shock[k, i0], score[k, i0], final[k, i0], built[k, i0], h0, weight, buffered)
+            b = _start(severity[k, i1], shock[k, i1], score[k, i1], final[k, i1], built[k, i1], h0, weight, buffered)
+            c = _start(severity[k, i2], shock[k, i2], score[k, i2], final[k, i2], built[k, i2], h0, weight, buffered)
+            d = _start(severity[k, i3], shock[k, i3], score[k, i3], final[k, i3], built[k, i3], h0, weight, buffered)
             for t in range(1, horizon + 1):
-                change = -rate * sev + sd * drift[i, t - 1]
-                if life[i, t - 1] < life_p:
-                    change += jolt
-                if recovered and not relapsed and _relapses(relapse_u[i, t - 1], h * fading[t]):
-                    relapsed, relapsed_at = True, t
-                    change += size
-                sev = min(max(sev + change, 0.0), 27.0)
-                if t % ASSESSMENT_WEEKS == 0 or t == horizon:
-                    last = min(max(np.rint(sev + err * measure[i, t - 1]), 0.0), 27.0)
-                    if recovered and caseness_at == 0 and last >= CASENESS:
-                        caseness_at = t
-            severity[k, i], score[k, i] = sev, last
-            relapse_week[k, i], caseness_week[k, i] = relapsed_at, caseness_at
+                u, assess, f = t - 1, t % ASSESSMENT_WEEKS == 0 or t == horizon, fading[t]
+                a = _week(a, t, assess, setting, f, drift[i0, u], life[i0, u], relapse_u[i0, u], measure[i0, u])
+                b = _week(b, t, assess, setting, f, drift[i1, u], life[i1, u], relapse_u[i1, u], measure[i1, u])
+                c = _week(c, t, assess, setting, f, drift[i2, u], life[i2, u], relapse_u[i2, u], measure[i2, u])
+                d = _week(d, t, assess, setting, f, drift[i3, u], life[i3, u], relapse_u[i3, u], measure[i3, u])
+            for i, (sev, _, last, _, _, relapsed_at, caseness_at) in ((i0, a), (i1, b), (i2, c), (i3, d)):
+                severity[k, i], score[k, i] = sev, last
+                relapse_week[k, i], caseness_week[k, i] = relapsed_at, caseness_at
+
+
+@kernel()
+def _start(sev, jolt, last, final, built, hazard0, residual_weight, buffer):
+    """A client's state at the start of the follow-up, as :func:`_week` takes it.
+
+    Severity, the jolt of a life event, the last score, whether the course ended below caseness,
+    the relapse hazard in the first week, and the weeks of relapse and of caseness (0: none yet).
+    """
+    h = hazard0 * np.exp(residual_weight * final) * (1.0 - buffer * built)
+    return sev, jolt, last, final < CASENESS, h, 0, 0
+
+
+@kernel()
+def _week(state, t, assess, setting, fading, drift, life, relapse_u, measure):
+    """Week ``t`` of a client's follow-up, with that week's draws: the state :func:`_start` gives, a week on.
+
+    ``assess``: the PHQ-9 is given this week; ``setting``: the set's remission rate, noise, life-event
+    rate, measurement error and relapse size; ``fading``: the fall of the relapse hazard by this week.
+    """
+    sev, jolt, last, recovered, h, relapsed_at, caseness_at = state
+    rate, sd, life_p, err, size = setting
+    change = -rate * sev + sd * drift
+    if life < life_p:
+        change += jolt
+    if recovered and relapsed_at == 0 and _relapses(relapse_u, h * fading):
+        relapsed_at = t
+        change += size
+    sev = min(max(sev + change, 0.0), 27.0)
+    if assess:
+        last = min(max(np.rint(sev + err * measure), 0.0), 27.0)
+        if recovered and caseness_at == 0 and last >= CASENESS:
+            caseness_at = t
+    return sev, jolt, last, recovered, h, relapsed_at, caseness_at
 
 
 @kernel()
