@@ -30,7 +30,7 @@ def stack(param_sets: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     numeric = [n for n in names if n not in _CHOICES]
     table = np.array([itemgetter(*numeric)(ps) for ps in param_sets], dtype=float).reshape(len(param_sets), -1)
     finite = np.isfinite(table)
-    if not finite.all():  # the kernels assume no NaN (sim/dynamics.py): a NaN must not get that far
+    if not finite.all():  # the week kernel assumes no NaN (sim/dynamics.py): one must not get that far
         k, j = np.argwhere(~finite)[0]
         raise ValueError(
             f"parameter set {k}: {numeric[j]} = {table[k, j]}; every parameter must be finite "

@@ -110,13 +110,6 @@ def _by_client(draws):
     return np.ascontiguousarray(draws.T)
 
 
-# Clients followed side by side in one loop: a client's weeks are one chain of dependent steps
-# (severity feeds the next week's change), which leaves the processor waiting on each step; four
-# independent chains fill it. 37 -> 23 ms on the bench's batch, with the same bits. (The no-NaN
-# flag of the week kernel bought 12% here when clients went one at a time; with four, nothing.)
-LANES = 4
-
-
 @kernel(error_model="numpy")
 def _follow(  # noqa: PLR0913 (the kernel's inputs, each an array)
     weeks,
@@ -150,9 +143,13 @@ def _follow(  # noqa: PLR0913 (the kernel's inputs, each an array)
         setting = (remission[k], noise_sd[k], life_rate[k], err_sd[k], relapse_size[k])
         for t in range(1, horizon + 1):  # the fall of the relapse hazard, the same for every client
             fading[t] = np.exp(-(t - 1) / decay[k])
-        for first in range(0, n, LANES):
-            # The last block of a set may hold fewer clients: its last client fills the spare lanes,
-            # computed and written again with the same values.
+        # Four clients side by side (a, b, c, d): a client's weeks are one chain of dependent steps
+        # (severity feeds the next week's change), which leaves the processor waiting on each step;
+        # four independent chains fill it (37 -> 23 ms on the bench's batch, the same bits; the no-NaN
+        # flag of the week kernel, 12% here with one client at a time, buys nothing with four). The
+        # last block of a set may hold fewer clients: its last client fills the spare lanes, computed
+        # and written again with the same values.
+        for first in range(0, n, 4):
             i0, i1, i2, i3 = first, min(first + 1, n - 1), min(first + 2, n - 1), min(first + 3, n - 1)
             a = _start(severity[k, i0], shock[k, i0], score[k, i0], final[k, i0], built[k, i0], h0, weight, buffered)
             b = _start(severity[k, i1], shock[k, i1], score[k, i1], final[k, i1], built[k, i1], h0, weight, buffered)

@@ -13,36 +13,34 @@ from sim.engine import Cohort
 from sim.run import client_outcomes
 from tests.conftest import PARAM_VECTORS
 
-KERNELS = [(dynamics, "_advance")]
 # The same code compiled without the flag (compiled once, at its first call).
-STRICT = {name: numba.njit(error_model="numpy")(getattr(module, name).py_func) for module, name in KERNELS}
+STRICT_ADVANCE = numba.njit(error_model="numpy")(dynamics._advance.py_func)
 
 
 def _outcomes(ps: dict, seed: int) -> dict[str, np.ndarray]:
     return client_outcomes(Cohort(parameters.validate(ps), 150, 10, seed=seed, replicate=1).run())
 
 
-def test_the_kernels_assume_no_nan_and_nothing_else():
-    for module, name in KERNELS:
-        options = getattr(module, name).targetoptions
-        assert options.get("fastmath") == {"nnan"}, f"{name}: only the no-NaN flag keeps results bit-identical"
+def test_the_week_kernel_assumes_no_nan_and_nothing_else():
+    fastmath = dynamics._advance.targetoptions.get("fastmath")
+    assert fastmath == {"nnan"}, f"_advance has fastmath={fastmath}: only the no-NaN flag keeps results bit-identical"
 
 
 # Parameter vectors over the registry's whole ranges, bounds included; derandomized, so CI is judged on the code.
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(ps=PARAM_VECTORS, seed=st.integers(0, 2**32))
-def test_kernels_give_the_bits_of_builds_without_fast_math(ps, seed):
+def test_the_week_kernel_gives_the_bits_of_a_build_without_fast_math(ps, seed):
     shipped = _outcomes(ps, seed)
-    with mock.patch.object(dynamics, "_advance", STRICT["_advance"]):
+    with mock.patch.object(dynamics, "_advance", STRICT_ADVANCE):
         strict = _outcomes(ps, seed)
     for key, value in shipped.items():
         assert np.asarray(value).tobytes() == np.asarray(strict[key]).tobytes(), (
-            f"{key} differs between the shipped kernels and builds without fast-math: the no-NaN flag changed a result"
+            f"{key} differs between the shipped week kernel and a build without fast-math: the no-NaN flag changed it"
         )
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_a_non_finite_parameter_never_reaches_the_kernels(bad):
+def test_a_non_finite_parameter_never_reaches_the_kernel(bad):
     params = parameters.resolve()
     params["dropout_base"] = bad  # as a notebook could pass it, past validation
     with pytest.raises(ValueError, match="dropout_base"):
