@@ -102,3 +102,35 @@ def test_save_gives_matplotlibs_tight_png_and_an_svg_of_the_same_box(routine, tm
     assert abs(width_pt * DPI / 72 - width_px) < 1 and abs(height_pt * DPI / 72 - height_px) < 1, (
         f"the SVG's box ({width_pt} x {height_pt} pt) is not the PNG's ({width_px} x {height_px} px at {DPI} dpi)"
     )
+
+
+def _ticks_to_freeze():
+    """Ticks that ``freeze_ticks`` must keep: an offset, log minor ticks, shared axes, an inset, a colorbar."""
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, height_ratios=[3, 1], layout="constrained")
+    x = np.geomspace(1, 5000, 40)
+    top.plot(x, 1e6 + np.sqrt(x))  # the y labels need an offset (+1e6) to be readable
+    top.set_xscale("log")  # minor ticks between the decades, shared with the axis below
+    inset = top.inset_axes((0.6, 0.1, 0.3, 0.3))
+    image = inset.imshow(np.arange(12.0).reshape(3, 4))
+    fig.colorbar(image, ax=bottom, label="value (units)")
+    bottom.bar(x[::8], np.arange(5), width=x[::8] / 3)
+    return fig
+
+
+def test_frozen_ticks_are_the_ones_matplotlib_draws(tmp_path):
+    """Freezing ticks after the layout keeps offsets, log minor ticks, shared axes, insets and colorbars."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from analysis.figures import DPI, METADATA, REPRODUCIBLE_RC, save
+
+    png, _ = save(_ticks_to_freeze(), tmp_path, "ticks")
+    reference = _ticks_to_freeze()
+    buffer = io.BytesIO()
+    with plt.rc_context(REPRODUCIBLE_RC):
+        reference.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata=METADATA[".png"])
+    plt.close(reference)
+    assert png.read_bytes() == buffer.getvalue(), "a frozen tick, label, offset or minor tick differs from matplotlib's"
