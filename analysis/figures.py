@@ -73,10 +73,10 @@ def freeze_ticks(fig) -> None:
 
     Each draw asks every locator and formatter again, and the crop box and both files are three
     draws, on top of the many times spines, titles and labels ask while placing themselves (the
-    run's summary figure: 72 times). Once the layout is done, view limits and axis lengths no longer
-    change, so the answers cannot either (minor locators read the frozen major ticks and give the
-    same). The offset text (``1e3``, ``+50``) is kept: the files come out the same to the byte, and
-    the summary figure is saved in about 0.56 s, not 0.58.
+    run's summary figure: 72 times in drawing its PNG alone). Once the layout is done, view limits
+    and axis lengths no longer change, so the answers cannot either (minor locators read the frozen
+    major ticks and give the same). The offset text (``1e3``, ``+50``) is kept: the files come out
+    the same to the byte, and the summary figure is saved in about 0.56 s, not 0.58.
     """
     for axis in fig.findobj(Axis):
         for which, set_locator, set_formatter in (
