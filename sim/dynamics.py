@@ -36,7 +36,7 @@ from sim import reasons
 from sim.dyads import Dyads, State, per_set
 from sim.expected import CURVE
 from sim.jit import kernel
-from sim.reasons import miss_shares_exp, shapley_shares
+from sim.reasons import miss_shares_exp, shapley_scratch, shapley_shares_into
 
 # Event flags, one bit each, as stored in the per-week event record.
 ATTENDED, MISSED, CANCELLED, HOLIDAY = 1, 2, 4, 8
@@ -219,6 +219,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
     n_sets, n_clients = s.bond.shape
     terms = np.empty(len(reasons.HAZARD_TERMS))
     term_shares = np.empty(len(reasons.HAZARD_TERMS))
+    scratch = shapley_scratch(len(reasons.HAZARD_TERMS))  # allocated once, not at every dropout
     for k in range(n_sets):
         # The set's parameters the loops read, loaded once: the compiler cannot keep array reads out of the
         # inner loops itself (the arrays could alias those the loop writes).
@@ -517,7 +518,7 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
                         terms[0], terms[1], terms[2], terms[3] = t_alliance, t_rupture, t_engagement, t_barriers
                         terms[4], terms[5], terms[6] = t_missed, t_improved, t_breaks
                         shares = s.reason_shares[k, i]
-                        dropout_cause = _attribute(dropout_base_k, terms, term_shares, c0, c1, c2, c3, shares)
+                        dropout_cause = _attribute(dropout_base_k, terms, term_shares, scratch, c0, c1, c2, c3, shares)
                 if end:
                     end_type, end_week, active = end, w, False
 
@@ -545,15 +546,17 @@ def _advance(first, last, p, d, s, r, events, rupture_cause, expected_decay):  #
 
 
 @kernel()
-def _attribute(base, terms, term_shares, c0, c1, c2, c3, out):
+def _attribute(base, terms, term_shares, scratch, c0, c1, c2, c3, out):
     """Split a dropout's chance of leaving over its reasons; returns the main reason (DROPOUT_CAUSES).
 
     ``out`` (shape (n_reasons,)) receives each reason's share of the week's chance of leaving: the
     Shapley share of every hazard term, the missed sessions' share split by why they were missed
     (``c0..c3``, the run's accumulated shares in the order of reasons.MISS_CAUSES), and the
-    background share put down to life circumstances. The shares sum to one.
+    background share put down to life circumstances. The shares sum to one. ``scratch``: working
+    memory from :func:`sim.reasons.shapley_scratch` for the hazard terms.
     """
-    background = shapley_shares(base, terms, term_shares)
+    present, work, members = scratch
+    background = shapley_shares_into(base, terms, term_shares, present, work, members)
     out[:] = 0.0
     out[reasons.LIFE] += background
     for j in range(terms.shape[0]):

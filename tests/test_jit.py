@@ -11,14 +11,14 @@ from sim.jit import KERNEL_MODULES, KernelCacheLocator, fingerprint
 
 SIM = Path(__file__).resolve().parents[1] / "sim"
 
-# dynamics._attribute calls reasons.shapley_shares: its result depends on reasons.py's code.
+# dynamics._attribute calls reasons.shapley_shares_into: its result depends on reasons.py's code.
 ATTRIBUTE = textwrap.dedent(
     """
     import numpy as np
     from sim import dynamics, reasons
     terms = np.array([0.3, 0.0, 0.5, 0.2, 0.4, 0.1, 0.0])
     out = np.empty(len(reasons.REASONS))
-    dynamics._attribute(-3.0, terms, np.empty(7), 0.1, 0.2, 0.3, 0.4, out)
+    dynamics._attribute(-3.0, terms, np.empty(7), reasons.shapley_scratch(7), 0.1, 0.2, 0.3, 0.4, out)
     print(repr(out.tolist()))
     """
 )
