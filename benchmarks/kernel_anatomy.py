@@ -189,11 +189,12 @@ def callgrind_costs(lines) -> tuple[collections.Counter, dict, collections.Count
     """From a callgrind profile made with ``--dump-instr=yes``: instructions at each address.
 
     Returns the self cost of every (function, address), the names of the functions (callgrind names
-    code without symbols by its entry address) and the inclusive cost of each (caller, callee).
+    code without symbols by its entry address) and, for each (caller, callee), the number of calls and
+    their inclusive cost.
     Positions are absolute (``0x...``), relative to the last (``+n``, ``-n``) or the same (``*``); the
     line after ``calls=`` is the call's inclusive cost, not the caller's own.
     """
-    costs, calls, names = collections.Counter(), collections.Counter(), {}
+    costs, calls, names = collections.Counter(), collections.defaultdict(lambda: [0, 0]), {}
     function = callee = None
     address, after_calls = 0, False
     for line in lines:
@@ -203,6 +204,7 @@ def callgrind_costs(lines) -> tuple[collections.Counter, dict, collections.Count
             function, callee = (function, match[2]) if match[1] else (match[2], callee)
             continue
         if line.startswith("calls="):
+            calls[function, callee][0] += int(line[6:].split()[0])
             after_calls = True
             continue
         if not line or line[0] not in "0123456789+-*":
@@ -216,11 +218,11 @@ def callgrind_costs(lines) -> tuple[collections.Counter, dict, collections.Count
             address = int(position)
         cost = int(rest[1]) if len(rest) > 1 else 0
         if after_calls:
-            calls[function, callee] += cost
+            calls[function, callee][1] += cost
             after_calls = False
         else:
             costs[function, address] += cost
-    return costs, names, calls
+    return costs, names, dict(calls)
 
 
 KINDS = (  # (kind, test on the mnemonic and operands), first match wins
@@ -248,7 +250,7 @@ def instruction_kinds(disassembly: str, costs: dict, start: int, end: int) -> co
         if not match or not start <= (address := int(match[1], 16)) < end:
             continue
         op, args = match[2], match[3]
-        kind = next((k for k, test in KINDS if test(op, args)), "other integer")
+        kind = next((k for k, test in KINDS if test(op, args)), "other (integer arithmetic, bit logic)")
         kinds[kind] += costs.get(address, 0)
     return kinds
 
@@ -293,15 +295,15 @@ def count_instructions() -> None:
         ).stdout
     weeks = run["weeks"]
     kinds = instruction_kinds(disassembly, own, run["entry"], end)
-    called = {names.get(callee, callee): cost for (f, callee), cost in calls.items() if f == kernel and cost}
+    called = [(names.get(callee, callee), n, cost) for (f, callee), (n, cost) in calls.items() if f == kernel and cost]
     print(f"\n{weeks:,} simulated client-weeks; instructions per client-week:")
-    print(f"  the kernel's own body          {sum(own.values()) / weeks:7.1f}")
+    print(f"  the kernel's own body                        {sum(own.values()) / weeks:7.1f}")
     for kind, cost in kinds.most_common():
-        print(f"    {kind:40s} {cost / weeks:7.1f}")
-    for name, cost in sorted(called.items(), key=lambda item: -item[1]):
-        print(f"  called: {name:30s} {cost / weeks:7.1f}")
-    total = sum(own.values()) + sum(called.values())
-    print(f"  in all                         {total / weeks:7.1f}")
+        print(f"    {kind:42s} {cost / weeks:7.1f}")
+    for name, n, cost in sorted(called, key=lambda call: -call[2]):
+        print(f"  called {n / weeks:5.3f} times a week: {name:18s} {cost / weeks:7.1f}")
+    total = sum(own.values()) + sum(cost for _, _, cost in called)
+    print(f"  in all                                       {total / weeks:7.1f}")
 
 
 def main(argv=None) -> None:

@@ -43,7 +43,7 @@ fn=(3)
     assert costs[("1", 0x1000)] == 5, "an absolute position"
     assert costs[("1", 0x1004)] == 6, "a relative position and a repeated one (*) add up"
     assert ("1", 0x1006) not in costs, "the line after calls= is the call's cost, not the caller's own"
-    assert calls[("1", "2")] == 300
+    assert calls[("1", "2")] == [5, 300], "the number of calls and their inclusive cost"
     assert costs[("1", 0x1009)] == 5 and costs[("1", 0x1008)] == 2, "positions after a call go on from it"
     assert costs[("3", 0x2000)] == 7, "a function named by number only (defined earlier)"
 
