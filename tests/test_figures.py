@@ -105,17 +105,27 @@ def test_save_gives_matplotlibs_tight_png_and_an_svg_of_the_same_box(routine, tm
 
 
 def _ticks_to_freeze():
-    """Ticks that ``freeze_ticks`` must keep: an offset, log minor ticks, shared axes, an inset, a colorbar."""
-    import matplotlib.pyplot as plt
+    """Ticks that ``freeze_ticks`` must keep as a draw shows them.
 
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, height_ratios=[3, 1], layout="constrained")
+    An offset, log minor ticks on axes sharing x, an inset, an image whose fixed aspect shrinks its
+    axes only when the figure is drawn (its ticks follow the shrunk length), a colourbar, and minor
+    ticks with labels, some on major ticks (a draw leaves those out, and the labels must not shift).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import AutoMinorLocator
+
+    fig, ((top, image_ax), (bottom, minor)) = plt.subplots(2, 2, sharex="col", layout="constrained")
     x = np.geomspace(1, 5000, 40)
     top.plot(x, 1e6 + np.sqrt(x))  # the y labels need an offset (+1e6) to be readable
     top.set_xscale("log")  # minor ticks between the decades, shared with the axis below
     inset = top.inset_axes((0.6, 0.1, 0.3, 0.3))
-    image = inset.imshow(np.arange(12.0).reshape(3, 4))
-    fig.colorbar(image, ax=bottom, label="value (units)")
+    inset.plot(x, np.log(x))
     bottom.bar(x[::8], np.arange(5), width=x[::8] / 3)
+    image = image_ax.imshow(np.arange(120.0).reshape(3, 40))  # aspect "equal": a wide, flat axes
+    fig.colorbar(image, ax=image_ax, label="value (units)")
+    minor.plot(np.arange(10.0), np.arange(10.0) ** 2)
+    minor.xaxis.set_minor_locator(AutoMinorLocator(2))
+    minor.xaxis.set_minor_formatter("{x:.1f}")
     return fig
 
 
