@@ -116,7 +116,11 @@ def _expit(x):
 
 @kernel()
 def shapley_scratch(n):
-    """Working memory for :func:`shapley_shares_into` over up to ``n`` terms (present, work, members)."""
+    """Working memory for :func:`shapley_shares_into` over up to ``n`` terms.
+
+    ``present`` (n,) int, ``work`` (2 * 2**n + n,) float and ``members`` (2**n,) int: the present
+    terms, then each coalition's log-odds and chance and the Shapley weights, and each coalition's size.
+    """
     return np.empty(n, np.int64), np.empty(2 * (1 << n) + n), np.empty(1 << n, np.int64)
 
 
@@ -147,9 +151,11 @@ def shapley_shares_into(base, terms, out, present, work, members):
     """:func:`shapley_shares` in working memory the caller keeps (from :func:`shapley_scratch`).
 
     The week kernel calls it at every dropout; allocating the memory there took some 75 ns of the
-    300 to 650 a dropout's shares take over five or six terms.
+    300 to 650 a dropout's shares take over five or six terms. Memory too small for ``terms`` is
+    refused (compiled code does not check bounds).
     """
     n = terms.shape[0]
+    assert present.shape[0] >= n and work.shape[0] >= 2 * (1 << n) + n and members.shape[0] >= 1 << n
     m = 0
     total = base
     for j in range(n):

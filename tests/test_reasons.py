@@ -14,7 +14,15 @@ import numpy as np
 import pytest
 
 from sim import reasons
-from sim.reasons import CATEGORIES, CATEGORY_OF, REASONS, miss_shares, shapley_shares
+from sim.reasons import (
+    CATEGORIES,
+    CATEGORY_OF,
+    REASONS,
+    miss_shares,
+    shapley_scratch,
+    shapley_shares,
+    shapley_shares_into,
+)
 from sim.run import simulate
 from tests.conftest import fmt, pooled
 
@@ -68,6 +76,27 @@ def test_shares_sum_to_one_and_are_non_negative(seed):
     assert shares.sum() + background == pytest.approx(1.0, abs=1e-12), "shares and background sum to one"
     assert (shares >= 0).all() and background > 0, "no reason gets a negative share"
     assert (shares[terms == 0] == 0).all(), "an absent factor gets exactly zero"
+
+
+def test_working_memory_kept_across_dropouts_gives_each_the_shares_it_gets_alone():
+    """The week kernel keeps one scratch for every dropout; what one left behind must not leak into the next."""
+    rng = np.random.default_rng(3)
+    present, work, members = shapley_scratch(7)
+    for _ in range(40):
+        terms = rng.exponential(0.5, 7) * (rng.random(7) < 0.6)  # a different set of present terms each time
+        base = rng.normal(-3.0, 0.5)
+        kept, alone = np.empty(7), np.empty(7)
+        background_kept = shapley_shares_into(base, terms, kept, present, work, members)
+        background_alone = shapley_shares(base, terms, alone)
+        assert background_kept == background_alone and np.array_equal(kept, alone), (
+            f"terms {terms}: shares {kept} with kept memory, {alone} alone"
+        )
+
+
+def test_working_memory_too_small_is_refused():
+    present, work, members = shapley_scratch(3)
+    with pytest.raises(AssertionError):
+        shapley_shares_into(-3.0, np.full(4, 0.2), np.empty(4), present, work, members)
 
 
 def test_equal_factors_get_equal_shares():
