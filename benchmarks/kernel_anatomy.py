@@ -40,6 +40,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 N_SETS, N_CLIENTS, N_THERAPISTS, SEED = 2_000, 200, 10, 1
+# What valgrind can run: Haswell's instruction set, named in full (with the CPU's name alone, numba
+# adds every feature the host has, AVX-512 included). The same build is timed natively beside the
+# host's own, so how far its counts speak for the host's build is printed with them.
+HASWELL = {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2"}
 
 # name: (what it shows, [(text of sim/dynamics.py, replacement), ...])
 VARIANTS = {
@@ -102,7 +106,10 @@ def _seconds(f, *args) -> float:
 
 
 def _batch():
-    """The bench's batch at intake: the cohort and a function running the kernel on a copy of its state."""
+    """A function running the kernel over the bench's batch: seconds taken, client-weeks simulated.
+
+    Each call starts from a fresh copy of the batch's state at intake.
+    """
     from benchmarks.bench import _batch_sets
     from sim import dynamics
     from sim.engine import Cohort
@@ -144,7 +151,8 @@ def _child_dump(out: Path) -> None:
 
     run = _batch()
     _, weeks = run()
-    overload = dynamics._advance.overloads[dynamics._advance.signatures[0]]
+    (signature,) = dynamics._advance.signatures  # one build, the one just run
+    overload = dynamics._advance.overloads[signature]
     entry = overload.library.get_pointer_to_function(overload.fndesc.llvm_func_name)
     for line in Path("/proc/self/maps").read_text().splitlines():
         low, high = (int(x, 16) for x in line.split()[0].split("-"))
@@ -153,18 +161,21 @@ def _child_dump(out: Path) -> None:
     (out / "run.json").write_text(json.dumps({"entry": entry, "weeks": weeks}))
 
 
-def time_tree(tree: Path) -> dict:
+def _run(command: list, **kwargs) -> str:
+    """Run ``command``; its output, or its error output in the message of a clean exit."""
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(map(str, command[:4]))} ... failed ({result.returncode}):\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+def time_tree(tree: Path, env: dict | None = None) -> dict:
     """The kernel's time and simulated client-weeks in ``tree`` (a checkout, or a copy with a variant)."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.kernel_anatomy", "--child-time"],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.splitlines()[-1])
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(tree)}
+    out = _run([sys.executable, "-m", "benchmarks.kernel_anatomy", "--child-time"], cwd=tree, env=env)
+    return json.loads(out.splitlines()[-1])
 
 
 def variant_tree(name: str, into: Path) -> Path:
@@ -185,19 +196,26 @@ def variant_tree(name: str, into: Path) -> Path:
 # ── instructions ──────────────────────────────────────────────────────────────────────────────
 
 
-def callgrind_costs(lines) -> tuple[collections.Counter, dict, collections.Counter]:
+def callgrind_costs(lines) -> tuple[collections.Counter, dict, dict]:
     """From a callgrind profile made with ``--dump-instr=yes``: instructions at each address.
 
     Returns the self cost of every (function, address), the names of the functions (callgrind names
     code without symbols by its entry address) and, for each (caller, callee), the number of calls and
     their inclusive cost.
     Positions are absolute (``0x...``), relative to the last (``+n``, ``-n``) or the same (``*``); the
-    line after ``calls=`` is the call's inclusive cost, not the caller's own.
+    line after ``calls=`` is the call's inclusive cost, not the caller's own. The profile must give
+    positions as ``instr line`` and instructions (``Ir``) as its first event, as
+    :func:`count_instructions` asks valgrind to.
     """
     costs, calls, names = collections.Counter(), collections.defaultdict(lambda: [0, 0]), {}
     function = callee = None
     address, after_calls = 0, False
     for line in lines:
+        header, _, value = line.partition(":")
+        if header in ("positions", "events"):
+            if value.split()[: 2 if header == "positions" else 1] not in (["instr", "line"], ["Ir"]):
+                raise ValueError(f"callgrind profile with {line!r}: expected positions 'instr line', events 'Ir'")
+            continue
         if match := re.match(r"(c?)fn=\((\d+)\)(?: (.*))?", line):
             if match[3]:
                 names[match[2]] = match[3]
@@ -225,19 +243,18 @@ def callgrind_costs(lines) -> tuple[collections.Counter, dict, collections.Count
     return costs, names, dict(calls)
 
 
+MOVES = ("mov", "vmov")
+ARITHMETIC = ("vadd", "vsub", "vmul", "vdiv", "vmax", "vmin", "vround", "vsqrt", "vfmadd")
 KINDS = (  # (kind, test on the mnemonic and operands), first match wins
-    (
-        "floating-point arithmetic",
-        lambda op, args: op.startswith(("vadd", "vsub", "vmul", "vdiv", "vmax", "vmin", "vround", "vsqrt", "vfmadd")),
-    ),
-    ("reload from the stack (spilled value)", lambda op, args: "mov" in op and "(%rsp" in args.split(",")[0]),
-    ("spill to the stack", lambda op, args: "mov" in op and "(%rsp" in args.split(",")[-1]),
+    ("floating-point arithmetic", lambda op, args: op.startswith(ARITHMETIC)),
+    ("select (blend, setcc, cmov)", lambda op, args: op.startswith(("vblend", "set", "cmov"))),
     ("load of an address or constant (movabs)", lambda op, args: op == "movabs"),
-    ("other load or store", lambda op, args: "mov" in op and "(" in args),
-    ("register move", lambda op, args: "mov" in op),
+    ("reload from the stack (spilled value)", lambda op, args: op.startswith(MOVES) and "(%rsp" in args.split(",")[0]),
+    ("spill to the stack", lambda op, args: op.startswith(MOVES) and "(%rsp" in args.split(",")[-1]),
+    ("other load or store", lambda op, args: op.startswith(MOVES) and "(" in args),
+    ("register move", lambda op, args: op.startswith(MOVES)),
     ("compare", lambda op, args: op.startswith(("cmp", "test", "vucomi", "vcomi", "vcmp"))),
     ("jump", lambda op, args: op.startswith("j")),
-    ("select (blend, setcc, cmov)", lambda op, args: op.startswith(("vblend", "set", "cmov"))),
     ("call", lambda op, args: op.startswith("call")),
 )
 
@@ -262,39 +279,32 @@ def count_instructions() -> None:
             raise SystemExit(f"{program} is not installed (Debian: apt-get install valgrind binutils)")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CACHE_DIR": str(out / "numba")}
-        print("running the kernel under valgrind (about five minutes) ...", flush=True)
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", "--dump-instr=yes", f"--callgrind-out-file={out / 'callgrind'}"]
+        env = {**HASWELL, "NUMBA_CACHE_DIR": str(out / "numba")}
+        # Compiled and timed natively first: valgrind then loads the build from the cache.
+        host, haswell = time_tree(ROOT), time_tree(ROOT, env)
+        print(f"natively: the host's build {_ns(host):.1f} ns, the Haswell build {_ns(haswell):.1f} ns a client-week")
+        print("counting the Haswell build's instructions under valgrind (a few minutes) ...", flush=True)
+        valgrind = ["valgrind", "--tool=callgrind", "--dump-instr=yes", "--dump-line=yes", "--compress-pos=yes"]
+        _run(
+            [*valgrind, f"--callgrind-out-file={out / 'callgrind'}"]
             + [sys.executable, "-m", "benchmarks.kernel_anatomy", "--child-dump", str(out)],
             cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
+            env={**os.environ, **env},
         )
         run = json.loads((out / "run.json").read_text())
         with open(out / "callgrind") as profile:
             costs, names, calls = callgrind_costs(profile)
-        kernel = next(f for f, name in names.items() if name == f"0x{run['entry']:016x}")
+        entry = f"0x{run['entry']:016x}"
+        kernel = next((f for f, name in names.items() if name == entry), None)
+        if kernel is None:
+            raise SystemExit(f"callgrind's profile has no function at the kernel's entry {entry}")
         own = {address: cost for (f, address), cost in costs.items() if f == kernel}
-        end = max(own) + 16  # the body's last executed instruction, and room for it
-        disassembly = subprocess.run(
-            [
-                "objdump",
-                "-D",
-                "-b",
-                "binary",
-                "-m",
-                "i386:x86-64",
-                f"--adjust-vma={run['entry']:#x}",
-                str(out / "code.bin"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        objdump = ["objdump", "-D", "-b", "binary", "-m", "i386:x86-64", f"--adjust-vma={run['entry']:#x}"]
+        disassembly = _run([*objdump, str(out / "code.bin")])
     weeks = run["weeks"]
-    kinds = instruction_kinds(disassembly, own, run["entry"], end)
+    kinds = instruction_kinds(disassembly, own, run["entry"], max(own) + 1)
+    if sum(kinds.values()) != sum(own.values()):
+        print(f"(the disassembly misses {sum(own.values()) - sum(kinds.values()):,} of the body's instructions)")
     called = [(names.get(callee, callee), n, cost) for (f, callee), (n, cost) in calls.items() if f == kernel and cost]
     print(f"\n{weeks:,} simulated client-weeks; instructions per client-week:")
     print(f"  the kernel's own body                        {sum(own.values()) / weeks:7.1f}")
@@ -306,6 +316,10 @@ def count_instructions() -> None:
     print(f"  in all                                       {total / weeks:7.1f}")
 
 
+def _ns(figure: dict) -> float:
+    return figure["seconds"] / figure["weeks"] * 1e9
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kernel_anatomy", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -315,6 +329,8 @@ def main(argv=None) -> None:
     parser.add_argument("--child-time", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-dump", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.instructions and args.variant:
+        parser.error("--instructions counts the kernel as it is; time variants without it")
     if args.child_time:
         return _child_time()
     if args.child_dump:
@@ -329,7 +345,7 @@ def main(argv=None) -> None:
             if name != "as is":
                 print(f"{name}: {VARIANTS[name][0]} (compiling the copy, about a minute) ...", flush=True)
             figure = time_tree(tree)
-            ns = figure["seconds"] / figure["weeks"] * 1e9
+            ns = _ns(figure)
             weeks = f"{figure['weeks'] / 1e6:.2f} M weeks"
             print(f"{name:24s} {ns:5.1f} ns, {ns * ghz:4.0f} cycles per simulated client-week ({weeks})")
 

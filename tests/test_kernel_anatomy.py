@@ -35,17 +35,20 @@ calls=5 0x9000 0
 +2 0 300
 +3 0 5
 -1 0 2
-fn=(3)
+fn=(3) exp_caller
 0x2000 0 7
+fn=(1)
+0x1010 0 4
 """.splitlines()
     costs, names, calls = callgrind_costs(profile)
-    assert names == {"1": "0x0000000000001000", "2": "exp"}
+    assert names == {"1": "0x0000000000001000", "2": "exp", "3": "exp_caller"}
     assert costs[("1", 0x1000)] == 5, "an absolute position"
     assert costs[("1", 0x1004)] == 6, "a relative position and a repeated one (*) add up"
     assert ("1", 0x1006) not in costs, "the line after calls= is the call's cost, not the caller's own"
     assert calls[("1", "2")] == [5, 300], "the number of calls and their inclusive cost"
     assert costs[("1", 0x1009)] == 5 and costs[("1", 0x1008)] == 2, "positions after a call go on from it"
-    assert costs[("3", 0x2000)] == 7, "a function named by number only (defined earlier)"
+    assert costs[("3", 0x2000)] == 7
+    assert costs[("1", 0x1010)] == 4, "a function named again by its number alone"
 
 
 def test_instructions_are_sorted_by_kind_within_the_body():
@@ -66,3 +69,16 @@ def test_instructions_are_sorted_by_kind_within_the_body():
         "load of an address or constant (movabs)": 2,
         "jump": 10,
     }, "each instruction counted once, by kind, and nothing past the body's end"
+
+
+def test_a_profile_without_instruction_positions_is_refused():
+    with pytest.raises(ValueError, match="instr line"):
+        callgrind_costs(["positions: line", "events: Ir", "fn=(1) f", "16 5"])
+
+
+def test_conditional_moves_are_selects_not_moves():
+    disassembly = (
+        "    2000:\t48 0f 44 c1          \tcmove  %rcx,%rax\n    2004:\t48 89 c8             \tmov    %rcx,%rax\n"
+    )
+    kinds = instruction_kinds(disassembly, {0x2000: 1, 0x2004: 1}, 0x2000, 0x2008)
+    assert kinds == {"select (blend, setcc, cmov)": 1, "register move": 1}, kinds
